@@ -1,0 +1,49 @@
+# Two commands matter: `make run` (start the bot) and `make test` (lint, type-check, test).
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# Re-install only when the project's metadata changes.
+STAMP_RUN := $(VENV)/.installed-run
+STAMP_DEV := $(VENV)/.installed-dev
+
+.PHONY: run test lint typecheck pytest stylize bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP_RUN): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[celery]'
+	touch $@
+
+$(STAMP_DEV): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[celery,dev]'
+	touch $@ $(STAMP_RUN)
+
+# Reads .env when present (KEY=VALUE lines), then starts the bot with the embedded defaults:
+# SQLite under ./data and a local process pool.
+run: $(STAMP_RUN)
+	@set -a; [ -f .env ] && . ./.env; set +a; exec $(BIN)/python -m bot
+
+test: $(STAMP_DEV) lint typecheck pytest
+
+lint: $(STAMP_DEV)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP_DEV)
+	$(BIN)/mypy bot engine
+
+# pytest exits 5 when it collects nothing: that is a failure here, as any non-zero code is.
+pytest: $(STAMP_DEV)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# make stylize ARGS="content.jpg style.jpg -o out.jpg"
+stylize: $(STAMP_RUN)
+	$(BIN)/python -m engine $(ARGS)
+
+bench: $(STAMP_DEV)
+	$(BIN)/python benchmarks/bench_engine.py $(ARGS)
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info

@@ -1,0 +1,161 @@
+"""Settings from environment variables, validated once at start with clear messages.
+
+Defaults for anything the engine does come from `engine.params.StyleParams`; this module
+only adds what belongs to the service (token, paths, executor, limits).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.params import MAX_SIZE, MIN_SIZE, StyleParams
+
+DEFAULTS = StyleParams()
+OFFICIAL_API_URL = "https://api.telegram.org"
+# Bot API tokens look like "123456789:AA...": a numeric bot id, a colon, 30+ url-safe chars.
+TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,100}$")
+
+
+class SettingsError(Exception):
+    """A setting is missing or malformed. The message is one line and never contains the token."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    token: str = field(repr=False)
+    api_url: str = OFFICIAL_API_URL
+    data_dir: Path = Path("data")
+    weights: str = "imagenet"
+    max_side: int = DEFAULTS.size
+    sizes: tuple[int, ...] = (256, 384, 512)
+    executor: str = "local"
+    workers: int = 1
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    admins: frozenset[int] = frozenset()
+    log_level: str = "INFO"
+    max_queue: int = 20
+    max_jobs_per_user: int = 3
+    max_presets_per_user: int = 50
+    job_timeout: float = 600.0
+    rate_limit_per_minute: int = 30
+
+    @property
+    def base_url(self) -> str:
+        """python-telegram-bot's `base_url`: the token is appended to it."""
+        return f"{self.api_url}/bot"
+
+    @property
+    def base_file_url(self) -> str:
+        return f"{self.api_url}/file/bot"
+
+    @property
+    def database_path(self) -> Path:
+        return self.data_dir / "stylebot.sqlite3"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+    @property
+    def default_size(self) -> int:
+        """Users get the largest allowed size unless they choose a smaller one with /size."""
+        return max(self.sizes)
+
+
+def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise SettingsError(f"{name} must be between {low} and {high}, not {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float, low: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+    if value < low:
+        raise SettingsError(f"{name} must be at least {low:g}, not {value:g}")
+    return value
+
+
+def _sizes(max_side: int) -> tuple[int, ...]:
+    """The sizes /size offers: a few common ones up to the server's maximum."""
+    offered = [s for s in (256, 384, 512, 768, 1024) if s < max_side]
+    return (*offered, max_side)
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and check every setting. Raises `SettingsError` with a one-line message."""
+    env = os.environ if env is None else env
+    token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not token:
+        raise SettingsError(
+            "TELEGRAM_BOT_TOKEN is not set: get a token from @BotFather and put it in .env "
+            "or the environment"
+        )
+    if not TOKEN_PATTERN.match(token):
+        raise SettingsError(
+            "TELEGRAM_BOT_TOKEN is malformed: it should look like 123456789:ABCdef... "
+            "(digits, a colon, then 30+ letters, digits, - or _)"
+        )
+
+    api_url = env.get("TELEGRAM_API_URL", "").strip().rstrip("/") or OFFICIAL_API_URL
+    if not re.match(r"^https?://[^\s/]+", api_url):
+        raise SettingsError(f"TELEGRAM_API_URL must start with http:// or https://, not {api_url!r}")
+
+    weights = env.get("STYLEBOT_WEIGHTS", "").strip() or "imagenet"
+    if weights not in ("imagenet", "random") and not Path(weights).is_file():
+        raise SettingsError(
+            f"STYLEBOT_WEIGHTS must be imagenet, random or an existing weights file; "
+            f"{weights!r} does not exist"
+        )
+
+    executor = env.get("STYLEBOT_EXECUTOR", "").strip().lower() or "local"
+    if executor not in ("local", "celery"):
+        raise SettingsError(f"STYLEBOT_EXECUTOR must be local or celery, not {executor!r}")
+
+    admins: set[int] = set()
+    for part in env.get("STYLEBOT_ADMINS", "").replace(" ", "").split(","):
+        if not part:
+            continue
+        if not part.lstrip("-").isdigit():
+            raise SettingsError(f"STYLEBOT_ADMINS must be comma-separated Telegram user ids, not {part!r}")
+        admins.add(int(part))
+
+    log_level = (env.get("STYLEBOT_LOG_LEVEL", "").strip() or "INFO").upper()
+    if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+        raise SettingsError(f"STYLEBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
+
+    max_side = _int(env, "STYLEBOT_MAX_SIDE", DEFAULTS.size, MIN_SIZE, MAX_SIZE)
+    return Settings(
+        token=token,
+        api_url=api_url,
+        data_dir=Path(env.get("STYLEBOT_DATA_DIR", "").strip() or "data"),
+        weights=weights,
+        max_side=max_side,
+        sizes=_sizes(max_side),
+        executor=executor,
+        workers=_int(env, "STYLEBOT_WORKERS", 1, 1, 64),
+        redis_url=env.get("STYLEBOT_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
+        admins=frozenset(admins),
+        log_level=log_level,
+        max_queue=_int(env, "STYLEBOT_MAX_QUEUE", 20, 1, 10_000),
+        max_jobs_per_user=_int(env, "STYLEBOT_MAX_JOBS_PER_USER", 3, 1, 100),
+        max_presets_per_user=_int(env, "STYLEBOT_MAX_PRESETS_PER_USER", 50, 1, 10_000),
+        job_timeout=_float(env, "STYLEBOT_JOB_TIMEOUT", 600.0, 1.0),
+        rate_limit_per_minute=_int(env, "STYLEBOT_RATE_LIMIT", 30, 1, 100_000),
+    )

@@ -1,0 +1,190 @@
+"""Every knob of a style-transfer run, with its default, in one frozen dataclass.
+
+The command line (`engine.cli`) and the bot's settings derive their defaults and limits from
+here; nothing else hard-codes a number that lives in this file.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+# The objective of Gatys et al. as the reference recipe uses it.
+CONTENT_LAYERS: tuple[str, ...] = ("block5_conv2",)
+STYLE_LAYERS: tuple[str, ...] = (
+    "block1_conv1",
+    "block2_conv1",
+    "block3_conv1",
+    "block4_conv1",
+    "block5_conv1",
+)
+REFERENCE_CONTENT_WEIGHT = 1e3
+REFERENCE_STYLE_WEIGHT = 1e-2
+REFERENCE_SIZE = 512
+
+# "Strength" is what users see. It moves the style/content weight ratio on a log scale:
+# every level multiplies the ratio by sqrt(10), so level 1 is a tenth of the reference
+# ratio, level 5 ten times it, and the middle level is exactly the reference recipe.
+MIN_STRENGTH = 1.0
+MAX_STRENGTH = 5.0
+REFERENCE_STRENGTH = 3.0
+RATIO_FACTOR_PER_LEVEL = math.sqrt(10.0)
+
+MIN_SIZE = 64
+MAX_SIZE = 2048
+
+Optimizer = Literal["lbfgs", "adam"]
+OutputFormat = Literal["jpeg", "png"]
+
+# Steps per scale, coarsest first, chosen by benchmarks/bench_engine.py on trained features
+# (see README, "Engine"): most of the work happens where steps are cheap.
+DEFAULT_LBFGS_STEPS: tuple[int, ...] = (150, 90, 40)
+DEFAULT_ADAM_STEPS: tuple[int, ...] = (1000,)
+
+
+class ParamsError(ValueError):
+    """A parameter is outside what the engine accepts; the message names it."""
+
+
+def style_weight_for_strength(strength: float, content_weight: float = REFERENCE_CONTENT_WEIGHT) -> float:
+    """The style weight that puts the style/content ratio at `strength` (content weight fixed)."""
+    reference_ratio = REFERENCE_STYLE_WEIGHT / REFERENCE_CONTENT_WEIGHT
+    ratio = reference_ratio * RATIO_FACTOR_PER_LEVEL ** (strength - REFERENCE_STRENGTH)
+    return ratio * content_weight
+
+
+@dataclass(frozen=True)
+class StyleParams:
+    """One style-transfer run. Every field has the product's default."""
+
+    size: int = REFERENCE_SIZE
+    """Long side of the result in pixels."""
+    strength: float = REFERENCE_STRENGTH
+    """1 (a hint of style) to 5 (style everywhere); 3 is the reference recipe's ratio."""
+    content_weight: float = REFERENCE_CONTENT_WEIGHT
+    style_weight: float | None = None
+    """Explicit style weight; None derives it from `strength`."""
+    tv_weight: float = 0.0
+    """Total-variation weight (smoothness). The reference recipe has none."""
+    optimizer: Optimizer = "lbfgs"
+    scales: int = 3
+    """Coarse-to-fine levels; each coarser one halves the size (never under `min_scale_side`)."""
+    steps: tuple[int, ...] | None = None
+    """Optimizer steps per scale, coarsest first; None takes the optimizer's defaults."""
+    learning_rate: float = 5.0
+    """Adam only (the reference recipe's lr)."""
+    min_scale_side: int = 64
+    content_layers: tuple[str, ...] = CONTENT_LAYERS
+    style_layers: tuple[str, ...] = STYLE_LAYERS
+    style_blend: tuple[float, ...] | None = None
+    """Relative weights of several style images; None weighs them equally."""
+    preserve_colors: bool = False
+    """Keep the content photo's colours: the style only changes luminance (YIQ transfer)."""
+    seed: int = 0
+    init: Literal["content", "noise"] = "content"
+    output_format: OutputFormat = "jpeg"
+    preview: bool = True
+    """Send a small preview of the picture after every scale but the last."""
+    mixed_precision: bool = False
+    """bfloat16 convolutions where the CPU supports them (faster, slightly less exact)."""
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    """Free-form metadata carried along (never read by the engine)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- derived values -------------------------------------------------------------------
+    @property
+    def effective_style_weight(self) -> float:
+        if self.style_weight is not None:
+            return self.style_weight
+        return style_weight_for_strength(self.strength, self.content_weight)
+
+    @property
+    def steps_per_scale(self) -> tuple[int, ...]:
+        """Steps for each of the `scales` levels, coarsest first."""
+        steps = self.steps
+        if steps is None:
+            steps = DEFAULT_LBFGS_STEPS if self.optimizer == "lbfgs" else DEFAULT_ADAM_STEPS
+        if len(steps) >= self.scales:
+            return tuple(steps[-self.scales :])
+        # Fewer numbers than scales: coarser scales repeat the first number.
+        return (steps[0],) * (self.scales - len(steps)) + tuple(steps)
+
+    def scale_sizes(self) -> tuple[int, ...]:
+        """Long side of each scale, coarsest first; the last one is `size`."""
+        sizes = [self.size]
+        for _ in range(self.scales - 1):
+            smaller = sizes[0] // 2
+            if smaller < self.min_scale_side:
+                break
+            sizes.insert(0, smaller)
+        return tuple(sizes)
+
+    # -- validation -----------------------------------------------------------------------
+    def validate(self) -> None:
+        def need(condition: bool, message: str) -> None:
+            if not condition:
+                raise ParamsError(message)
+
+        need(MIN_SIZE <= self.size <= MAX_SIZE, f"size must be {MIN_SIZE}–{MAX_SIZE} px, not {self.size}")
+        need(
+            MIN_STRENGTH <= self.strength <= MAX_STRENGTH,
+            f"strength must be {MIN_STRENGTH:g}–{MAX_STRENGTH:g}, not {self.strength:g}",
+        )
+        need(self.content_weight >= 0, "content weight must be ≥ 0")
+        need(self.style_weight is None or self.style_weight >= 0, "style weight must be ≥ 0")
+        need(self.tv_weight >= 0, "tv weight must be ≥ 0")
+        need(self.optimizer in ("lbfgs", "adam"), f"optimizer must be lbfgs or adam, not {self.optimizer!r}")
+        need(1 <= self.scales <= 5, "scales must be 1–5")
+        need(
+            self.steps is None or (len(self.steps) >= 1 and all(s >= 0 for s in self.steps)),
+            "steps must be non-negative numbers",
+        )
+        need(self.learning_rate > 0, "learning rate must be > 0")
+        need(32 <= self.min_scale_side <= self.size, "min scale side must be 32 px or more, up to size")
+        need(len(self.content_layers) >= 1 and len(self.style_layers) >= 1, "layers must not be empty")
+        need(
+            self.style_blend is None or (all(w >= 0 for w in self.style_blend) and sum(self.style_blend) > 0),
+            "style blend weights must be ≥ 0 with a positive sum",
+        )
+        need(self.init in ("content", "noise"), "init must be content or noise")
+        need(self.output_format in ("jpeg", "png"), "output format must be jpeg or png")
+
+    # -- conversions ----------------------------------------------------------------------
+    def replace(self, **changes: Any) -> StyleParams:
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-safe values (tuples become lists)."""
+        out = asdict(self)
+        for key, value in out.items():
+            if isinstance(value, tuple):
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StyleParams:
+        """Inverse of `to_dict`; unknown keys are an error so typos do not pass silently."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ParamsError(f"unknown parameters: {', '.join(sorted(unknown))}")
+        values = dict(data)
+        for key in ("steps", "content_layers", "style_layers", "style_blend"):
+            if values.get(key) is not None:
+                values[key] = tuple(values[key])
+        return cls(**values)
+
+    @classmethod
+    def reference(cls, **changes: Any) -> StyleParams:
+        """The original recipe's objective exactly: cw 1e3, sw 1e-2, no TV, colours not kept."""
+        base = cls(
+            size=REFERENCE_SIZE,
+            content_weight=REFERENCE_CONTENT_WEIGHT,
+            style_weight=REFERENCE_STYLE_WEIGHT,
+            tv_weight=0.0,
+            preserve_colors=False,
+        )
+        return base.replace(**changes) if changes else base
