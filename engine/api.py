@@ -67,12 +67,15 @@ def stylize(
     init: bytes | None = None,
     on_progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
+    weights: str | None = None,
 ) -> Result:
     """Paint `content` in the style of `styles` (blended by `params.style_blend`).
 
     `init` warm-starts from a previous result of the same pair (e.g. at another strength).
     Raises `engine.errors.ImageError` for refused inputs and `engine.errors.Cancelled`
-    when `should_cancel()` turns true.
+    when `should_cancel()` turns true. `weights` is "imagenet", "random" or a weights file
+    (None: the STYLEBOT_WEIGHTS environment variable, else "imagenet"); the model is built
+    once per process and reused.
     """
     from engine.pipeline import run_pipeline  # TensorFlow is imported only when a job runs
 
@@ -83,4 +86,12 @@ def stylize(
         init=init,
         on_progress=on_progress,
         should_cancel=should_cancel,
+        weights=weights,
     )
+
+
+def warm_up(weights: str | None = None) -> None:
+    """Build the model and trace the compiled step once, so a worker's first job starts fast."""
+    from engine.pipeline import warm_up as _warm_up
+
+    _warm_up(weights)
