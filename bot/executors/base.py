@@ -78,7 +78,7 @@ class Executor(abc.ABC):
 
     @abc.abstractmethod
     async def close(self) -> None:
-        """Stop workers and disconnect; running jobs are abandoned (they stay 'running' in SQLite)."""
+        """Stop workers and disconnect; running jobs are abandoned (stay 'running' in SQLite)."""
 
     @abc.abstractmethod
     async def run(self, spec: JobSpec, on_progress: ProgressHandler | None = None) -> Result:
@@ -87,3 +87,46 @@ class Executor(abc.ABC):
     @abc.abstractmethod
     async def cancel(self, job_id: str) -> None:
         """Ask a running job to stop; `run` then raises `JobCancelled`. Unknown ids are ignored."""
+
+    async def check_available(self) -> None:
+        """Raise `ExecutorUnavailable` when a job submitted now could not be accepted.
+
+        The job manager asks before it marks a job running, so an outage (Redis down) keeps
+        the job queued without counting an attempt. The default accepts always.
+        """
+        return None
+
+
+def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
+    """The plain dict `engine.worker.run_job` takes (bytes stay bytes)."""
+    return {
+        "job_id": spec.job_id,
+        "content": spec.content,
+        "styles": list(spec.styles),
+        "params": dict(spec.params),
+        "init": spec.init,
+    }
+
+
+def result_from_outcome(outcome: dict[str, Any]) -> Result:
+    """Turn `engine.worker.run_job`'s outcome dict into a `Result`, or raise the typed error."""
+    status = outcome.get("status")
+    if status == "done":
+        return Result(
+            image=outcome["image"],
+            width=int(outcome["width"]),
+            height=int(outcome["height"]),
+            losses={k: float(v) for k, v in (outcome.get("losses") or {}).items()},
+            timings={k: float(v) for k, v in (outcome.get("timings") or {}).items()},
+            mime_type=str(outcome.get("mime_type") or "image/jpeg"),
+        )
+    message = str(outcome.get("message") or "")
+    if status == "rejected":
+        raise JobRejected(
+            message or "The picture was refused.", str(outcome.get("code") or "bad_input")
+        )
+    if status == "cancelled":
+        raise JobCancelled(message or "The job was cancelled.")
+    if status == "timeout":
+        raise JobTimedOut(message or "The job took too long and was stopped.")
+    raise JobFailed(message or "Something went wrong while painting.")
