@@ -18,6 +18,7 @@ Unexpected exceptions propagate: the executor reports them as a failure.
 
 from __future__ import annotations
 
+import importlib
 import os
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,23 @@ ReportFunction = Callable[[dict[str, Any]], None]
 CancelFunction = Callable[[], bool]
 JobFunction = Callable[[dict[str, Any], ReportFunction, CancelFunction], dict[str, Any]]
 
+DEFAULT_JOB_FUNCTION = "engine.worker:run_job"
+DEFAULT_INITIALIZER = "engine.worker:init_worker"
+
 _warmed_up: set[str | None] = set()
+
+
+def load_callable(path: str) -> Callable[..., Any]:
+    """``"package.module:function"`` → the function (job functions are configurable)."""
+    module_name, sep, attr = path.partition(":")
+    if not sep or not module_name or not attr:
+        raise ValueError(f"expected 'module:function', not {path!r}")
+    target: Any = importlib.import_module(module_name)
+    for part in attr.split("."):
+        target = getattr(target, part)
+    if not callable(target):
+        raise TypeError(f"{path} is not callable")
+    return target
 
 
 def init_worker(weights: str | None = None) -> None:

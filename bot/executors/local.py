@@ -24,7 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
-import importlib
 import logging
 import multiprocessing
 import os
@@ -33,12 +32,12 @@ import threading
 import time
 import traceback
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from bot.executors.base import (
+    Executor,
     ExecutorUnavailable,
     JobCancelled,
     JobFailed,
@@ -50,25 +49,9 @@ from bot.executors.base import (
     spec_to_dict,
 )
 from engine.api import Progress, Result
+from engine.worker import DEFAULT_INITIALIZER, DEFAULT_JOB_FUNCTION, load_callable
 
 log = logging.getLogger(__name__)
-
-DEFAULT_JOB_FUNCTION = "engine.worker:run_job"
-DEFAULT_INITIALIZER = "engine.worker:init_worker"
-
-
-def load_callable(path: str) -> Callable[..., Any]:
-    """``"package.module:function"`` → the function."""
-    module_name, sep, attr = path.partition(":")
-    if not sep or not module_name or not attr:
-        raise ValueError(f"expected 'module:function', not {path!r}")
-    target: Any = importlib.import_module(module_name)
-    for part in attr.split("."):
-        target = getattr(target, part)
-    if not callable(target):
-        raise TypeError(f"{path} is not callable")
-    return target  # type: ignore[no-any-return]
-
 
 # -- the worker process -------------------------------------------------------------------
 
@@ -154,7 +137,7 @@ class _Worker:
     job: _Job | None = None
 
 
-class LocalExecutor:
+class LocalExecutor(Executor):
     """Runs jobs in `workers` spawned processes, one job at a time each.
 
     `job_timeout` (seconds) bounds one job: past it the worker is killed and replaced and

@@ -1,0 +1,60 @@
+"""Executors run engine jobs away from the event loop; `make_executor` picks one from settings.
+
+Importing this package (or any executor module) never imports TensorFlow: only worker
+processes do.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.executors.base import (
+    Executor,
+    ExecutorError,
+    ExecutorUnavailable,
+    JobCancelled,
+    JobFailed,
+    JobRejected,
+    JobSpec,
+    JobTimedOut,
+    WorkerLost,
+)
+
+if TYPE_CHECKING:
+    from bot.settings import Settings
+
+__all__ = [
+    "DEFAULT_CELERY_CAPACITY",
+    "Executor",
+    "ExecutorError",
+    "ExecutorUnavailable",
+    "JobCancelled",
+    "JobFailed",
+    "JobRejected",
+    "JobSpec",
+    "JobTimedOut",
+    "WorkerLost",
+    "make_executor",
+]
+
+DEFAULT_CELERY_CAPACITY = 2
+"""Jobs the bot keeps in flight with Celery (the real parallelism is the number of workers)."""
+
+
+def make_executor(settings: Settings) -> Executor:
+    """The executor `settings.executor` names: "local" (default) or "celery"."""
+    if settings.executor == "celery":
+        from bot.executors.celery import CeleryExecutor
+
+        return CeleryExecutor(
+            settings.redis_url,
+            job_timeout=settings.job_timeout,
+            capacity=getattr(settings, "celery_capacity", DEFAULT_CELERY_CAPACITY),
+        )
+    if settings.executor == "local":
+        from bot.executors.local import LocalExecutor
+
+        return LocalExecutor(
+            workers=settings.workers, weights=settings.weights, job_timeout=settings.job_timeout
+        )
+    raise ValueError(f"unknown executor {settings.executor!r}")
