@@ -1,0 +1,1177 @@
+"""All SQL of stylebot: users and their settings, style presets, pending pictures and jobs.
+
+One `Storage` per process, on one SQLite file (WAL, foreign keys on). aiosqlite runs every
+query on its own thread, so the event loop never blocks on the disk. Every statement here is a
+string literal with `?` parameters: no SQL is ever built from values.
+
+Concurrency: an `asyncio.Lock` serialises every call on the one connection, so transactions
+started by different coroutines never interleave, and no coroutine reads another's uncommitted
+writes. Writes that belong together (a preset and its image, a counted limit and the insert it
+guards) run in one `BEGIN IMMEDIATE` transaction: a `kill -9` at any moment leaves either all of
+it or none of it.
+
+Schema changes: append a script to `MIGRATIONS`; never edit one that has shipped. `MIGRATIONS[i]`
+takes the schema from `PRAGMA user_version` i to i + 1 in its own transaction. (A migration that
+rebuilds a table referenced by foreign keys needs `PRAGMA foreign_keys=OFF` around it, which only
+works outside a transaction: handle that case in `_migrate` when it first arises.)
+
+Times are Unix timestamps in seconds (`float`, UTC), from the `clock` given to `Storage`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+import os
+import sqlite3
+import time
+import unicodedata
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Final, Literal
+
+import aiosqlite
+
+__all__ = [
+    "JOB_STATES",
+    "MAX_IMAGE_BYTES",
+    "MAX_PENDING_BYTES",
+    "MIGRATIONS",
+    "PENDING_KINDS",
+    "PRESET_NAME_MAX",
+    "SCHEMA_VERSION",
+    "TERMINAL_JOB_STATES",
+    "UNSET",
+    "DuplicateJob",
+    "DuplicateName",
+    "ImageTooLarge",
+    "InvalidName",
+    "InvalidValue",
+    "Job",
+    "JobNotFound",
+    "JobStateError",
+    "NotFound",
+    "Preset",
+    "PresetNotFound",
+    "SchemaTooNew",
+    "Storage",
+    "StorageError",
+    "TooManyPresets",
+    "User",
+    "UserNotFound",
+    "preset_name_key",
+    "validate_preset_name",
+]
+
+# ---------------------------------------------------------------------------------------------
+# Limits and vocabularies
+
+MAX_IMAGE_BYTES: Final = 2 * 1024 * 1024
+"""Largest preset image accepted (the caller re-encodes; storage only refuses oversized blobs)."""
+MAX_PENDING_BYTES: Final = 20 * 1024 * 1024
+"""Largest pending picture: Telegram's own limit for files a bot may download."""
+PRESET_NAME_MAX: Final = 32
+DEFAULT_BUSY_TIMEOUT_MS: Final = 5000
+
+PendingKind = Literal["content", "style"]
+PENDING_KINDS: Final[tuple[str, ...]] = ("content", "style")
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+JOB_STATES: Final[tuple[str, ...]] = ("queued", "running", "done", "failed", "cancelled")
+ACTIVE_JOB_STATES: Final[tuple[str, ...]] = ("queued", "running")
+TERMINAL_JOB_STATES: Final[tuple[str, ...]] = ("done", "failed", "cancelled")
+
+# ---------------------------------------------------------------------------------------------
+# Migrations: MIGRATIONS[i] takes the schema from user_version i to i + 1.
+
+MIGRATIONS: Final[tuple[str, ...]] = (
+    # 0 -> 1: the first schema.
+    """
+    CREATE TABLE users (
+        user_id          INTEGER PRIMARY KEY,
+        chat_id          INTEGER NOT NULL,
+        name             TEXT    NOT NULL DEFAULT '',
+        strength         INTEGER NOT NULL DEFAULT 3 CHECK (strength BETWEEN 1 AND 5),
+        preserve_colors  INTEGER NOT NULL DEFAULT 0 CHECK (preserve_colors IN (0, 1)),
+        size             INTEGER CHECK (size IS NULL OR size > 0),
+        active_preset_id INTEGER REFERENCES presets (id) ON DELETE SET NULL,
+        created_at       REAL    NOT NULL,
+        updated_at       REAL    NOT NULL
+    );
+    CREATE INDEX users_active_preset ON users (active_preset_id);
+
+    CREATE TABLE presets (
+        id         INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner_id   INTEGER REFERENCES users (user_id) ON DELETE CASCADE,
+        name       TEXT NOT NULL CHECK (length(name) BETWEEN 1 AND 32),
+        name_key   TEXT NOT NULL CHECK (length(name_key) >= 1),
+        title      TEXT NOT NULL DEFAULT '',
+        artist     TEXT NOT NULL DEFAULT '',
+        year       TEXT NOT NULL DEFAULT '',
+        licence    TEXT NOT NULL DEFAULT '',
+        source_url TEXT NOT NULL DEFAULT '',
+        created_at REAL NOT NULL,
+        image      BLOB NOT NULL CHECK (typeof(image) = 'blob' AND length(image) > 0),
+        UNIQUE (owner_id, name_key)
+    );
+    CREATE UNIQUE INDEX presets_global_name ON presets (name_key) WHERE owner_id IS NULL;
+
+    CREATE TABLE pending (
+        chat_id    INTEGER NOT NULL,
+        kind       TEXT    NOT NULL CHECK (kind IN ('content', 'style')),
+        data       BLOB    NOT NULL CHECK (typeof(data) = 'blob'),
+        updated_at REAL    NOT NULL,
+        PRIMARY KEY (chat_id, kind)
+    );
+
+    CREATE TABLE jobs (
+        id          TEXT    PRIMARY KEY NOT NULL,
+        user_id     INTEGER NOT NULL,
+        chat_id     INTEGER NOT NULL,
+        state       TEXT    NOT NULL DEFAULT 'queued'
+                    CHECK (state IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+        params      TEXT    NOT NULL DEFAULT '{}' CHECK (json_valid(params)),
+        meta        TEXT    NOT NULL DEFAULT '{}' CHECK (json_valid(meta)),
+        spool_paths TEXT    NOT NULL DEFAULT '[]' CHECK (json_valid(spool_paths)),
+        attempts    INTEGER NOT NULL DEFAULT 0 CHECK (attempts >= 0),
+        error       TEXT,
+        result_path TEXT,
+        created_at  REAL    NOT NULL,
+        started_at  REAL,
+        finished_at REAL
+    );
+    CREATE INDEX jobs_state ON jobs (state, created_at);
+    CREATE INDEX jobs_user ON jobs (user_id, state);
+    CREATE INDEX jobs_created ON jobs (created_at);
+    """,
+)
+SCHEMA_VERSION: Final = len(MIGRATIONS)
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+class StorageError(Exception):
+    """Base of every error raised by this module. `str()` is safe to show a user."""
+
+
+class SchemaTooNew(StorageError):
+    """The database was written by a newer stylebot; this code refuses to touch it."""
+
+    def __init__(self, found: int, known: int) -> None:
+        super().__init__(
+            f"the database schema is version {found}, but this stylebot only knows up to "
+            f"version {known}: upgrade stylebot (or restore an older backup)"
+        )
+        self.found = found
+        self.known = known
+
+
+class InvalidValue(StorageError, ValueError):
+    """An argument was refused before it reached the database."""
+
+
+class InvalidName(InvalidValue):
+    """A preset name was refused; the message says why, in words for the user."""
+
+
+class ImageTooLarge(InvalidValue):
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(
+            f"that picture is too large to keep ({size / 1e6:.1f} MB; the limit is "
+            f"{limit / 1e6:.1f} MB)"
+        )
+        self.size = size
+        self.limit = limit
+
+
+class DuplicateName(StorageError):
+    def __init__(self, name: str) -> None:
+        super().__init__(f"there is already a preset called “{name}”")
+        self.name = name
+
+
+class TooManyPresets(StorageError):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"you can keep at most {limit} presets; delete one first")
+        self.limit = limit
+
+
+class NotFound(StorageError, LookupError):
+    """Base of the "no such row" errors."""
+
+
+class UserNotFound(NotFound):
+    pass
+
+
+class PresetNotFound(NotFound):
+    pass
+
+
+class JobNotFound(NotFound):
+    pass
+
+
+class DuplicateJob(StorageError):
+    pass
+
+
+class JobStateError(StorageError):
+    """The job is already finished (done, failed or cancelled): terminal states are final."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Records
+
+
+@dataclass(frozen=True)
+class User:
+    user_id: int
+    chat_id: int
+    name: str = ""
+    strength: int = 3
+    preserve_colors: bool = False
+    size: int | None = None
+    """None: the bot's default size."""
+    active_preset_id: int | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A style picture with a name. The image itself is loaded only by `preset_image`."""
+
+    id: int
+    owner_id: int | None
+    """None: a built-in preset everyone sees."""
+    name: str
+    title: str = ""
+    artist: str = ""
+    year: str = ""
+    licence: str = ""
+    source_url: str = ""
+    created_at: float = 0.0
+
+    @property
+    def is_global(self) -> bool:
+        return self.owner_id is None
+
+
+@dataclass(frozen=True)
+class Job:
+    id: str
+    user_id: int
+    chat_id: int
+    state: str
+    params: dict[str, Any] = field(default_factory=dict)
+    meta: dict[str, Any] = field(default_factory=dict)
+    spool_paths: list[str] = field(default_factory=list)
+    attempts: int = 0
+    error: str | None = None
+    result_path: str | None = None
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.state in TERMINAL_JOB_STATES
+
+
+class _Unset(enum.Enum):
+    UNSET = enum.auto()
+
+
+UNSET: Final = _Unset.UNSET
+"""Default of the optional arguments of `update_user_settings` where None is a real value."""
+
+# ---------------------------------------------------------------------------------------------
+# Preset names
+
+
+def _describe(ch: str) -> str:
+    if ch.isprintable() and not ch.isspace():
+        return f"“{ch}”"
+    if unicodedata.category(ch) == "Cc":
+        return f"the control character U+{ord(ch):04X}"
+    name = unicodedata.name(ch, "")
+    return f"U+{ord(ch):04X}" + (f" ({name.lower()})" if name else "")
+
+
+def validate_preset_name(name: object) -> str:
+    """The name as it will be stored (stripped), or `InvalidName` saying what is wrong.
+
+    Allowed: 1–32 characters of letters (any script, with their accents), digits, spaces, '-'
+    and '_', starting with a letter or a digit.
+    """
+    if not isinstance(name, str):
+        raise InvalidName("a preset name must be text")
+    cleaned = name.strip()
+    if not cleaned:
+        raise InvalidName(
+            f"a preset needs a name: 1–{PRESET_NAME_MAX} letters, digits, spaces, '-' or '_'"
+        )
+    if len(cleaned) > PRESET_NAME_MAX:
+        raise InvalidName(
+            f"that name is too long ({len(cleaned)} characters); "
+            f"keep it to {PRESET_NAME_MAX} or fewer"
+        )
+    for ch in cleaned:
+        category = unicodedata.category(ch)
+        if not (ch in " -_" or category[0] in "LM" or category == "Nd"):
+            raise InvalidName(
+                f"preset names can use letters, digits, spaces, '-' and '_' only; "
+                f"{_describe(ch)} is not allowed"
+            )
+    first = unicodedata.category(cleaned[0])
+    if not (first[0] == "L" or first == "Nd"):
+        raise InvalidName("a preset name must start with a letter or a digit")
+    return cleaned
+
+
+def preset_name_key(name: str) -> str:
+    """What makes two names the same: Unicode caseless (NFKC + casefold), spaces collapsed."""
+    folded = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", name).casefold())
+    return " ".join(folded.split())
+
+
+# ---------------------------------------------------------------------------------------------
+# SQL (literals only; values always go through `?`)
+
+_SELECT_USER: Final = (
+    "SELECT user_id, chat_id, name, strength, preserve_colors, size, active_preset_id, "
+    "created_at, updated_at FROM users WHERE user_id = ?"
+)
+_SELECT_PRESET: Final = (
+    "SELECT id, owner_id, name, title, artist, year, licence, source_url, created_at "
+    "FROM presets WHERE id = ?"
+)
+_FIND_PRESET: Final = (
+    "SELECT id, owner_id, name, title, artist, year, licence, source_url, created_at "
+    "FROM presets WHERE name_key = ? AND (owner_id = ? OR owner_id IS NULL) "
+    "ORDER BY owner_id IS NULL LIMIT 1"
+)
+_LIST_PRESETS: Final = (
+    "SELECT id, owner_id, name, title, artist, year, licence, source_url, created_at "
+    "FROM presets WHERE owner_id = ? OR owner_id IS NULL "
+    "ORDER BY owner_id IS NULL, name_key, id"
+)
+_LIST_OWN_PRESETS: Final = (
+    "SELECT id, owner_id, name, title, artist, year, licence, source_url, created_at "
+    "FROM presets WHERE owner_id = ? ORDER BY name_key, id"
+)
+_LIST_GLOBAL_PRESETS: Final = (
+    "SELECT id, owner_id, name, title, artist, year, licence, source_url, created_at "
+    "FROM presets WHERE owner_id IS NULL ORDER BY name_key, id"
+)
+_SELECT_JOB: Final = (
+    "SELECT id, user_id, chat_id, state, params, meta, spool_paths, attempts, error, "
+    "result_path, created_at, started_at, finished_at FROM jobs WHERE id = ?"
+)
+# Five slots, one per state; unused ones are bound to NULL (which matches nothing).
+_LIST_JOBS: Final = (
+    "SELECT id, user_id, chat_id, state, params, meta, spool_paths, attempts, error, "
+    "result_path, created_at, started_at, finished_at FROM jobs "
+    "WHERE state IN (?, ?, ?, ?, ?) AND (? IS NULL OR user_id = ?) "
+    "ORDER BY created_at, rowid"
+)
+
+
+def _user(row: sqlite3.Row) -> User:
+    return User(
+        user_id=row["user_id"],
+        chat_id=row["chat_id"],
+        name=row["name"],
+        strength=row["strength"],
+        preserve_colors=bool(row["preserve_colors"]),
+        size=row["size"],
+        active_preset_id=row["active_preset_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _preset(row: sqlite3.Row) -> Preset:
+    return Preset(
+        id=row["id"],
+        owner_id=row["owner_id"],
+        name=row["name"],
+        title=row["title"],
+        artist=row["artist"],
+        year=row["year"],
+        licence=row["licence"],
+        source_url=row["source_url"],
+        created_at=row["created_at"],
+    )
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        user_id=row["user_id"],
+        chat_id=row["chat_id"],
+        state=row["state"],
+        params=json.loads(row["params"]),
+        meta=json.loads(row["meta"]),
+        spool_paths=json.loads(row["spool_paths"]),
+        attempts=row["attempts"],
+        error=row["error"],
+        result_path=row["result_path"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+    )
+
+
+def _to_json(value: object, what: str) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise InvalidValue(f"job {what} must be plain JSON data: {exc}") from None
+
+
+def _split_sql(script: str) -> list[str]:
+    """A migration script as single statements (triggers' inner ';' are understood)."""
+    statements: list[str] = []
+    buffer = ""
+    for piece in script.split(";"):
+        buffer += piece + ";"
+        if sqlite3.complete_statement(buffer):
+            if buffer.strip(" \t\r\n;"):
+                statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip(" \t\r\n;"):
+        raise StorageError(f"incomplete SQL statement in a migration: {buffer.strip()[:80]!r}")
+    return statements
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.resolve() == b.resolve()
+
+
+def _remove_db_files(path: Path) -> None:
+    for suffix in ("", "-journal", "-wal", "-shm"):
+        with suppress(OSError):
+            Path(f"{path}{suffix}").unlink()
+
+
+def _seal_backup(target: sqlite3.Connection, tmp: Path, dest: Path) -> None:
+    """Make the fresh copy one self-contained file, check it, and move it into place."""
+    try:
+        mode = target.execute("PRAGMA journal_mode = DELETE").fetchone()
+        check = target.execute("PRAGMA quick_check").fetchall()
+    except sqlite3.Error as exc:
+        raise StorageError(f"backup failed: {exc}") from exc
+    finally:
+        target.close()
+    if mode is None or str(mode[0]).lower() != "delete":
+        raise StorageError(f"backup failed: cannot leave WAL mode (got {mode!r})")
+    if [str(row[0]) for row in check] != ["ok"]:
+        raise StorageError(f"backup failed its check: {check[:3]!r}")
+    os.replace(tmp, dest)
+
+
+def _check_int(value: object, what: str, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidValue(f"{what} must be a whole number")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise InvalidValue(f"{what} must be {bound}, not {value}")
+    return value
+
+
+def _check_kind(kind: str) -> str:
+    if kind not in PENDING_KINDS:
+        raise InvalidValue(f"pending kind must be one of {PENDING_KINDS}, not {kind!r}")
+    return kind
+
+
+def _check_states(states: Iterable[str]) -> list[str]:
+    if isinstance(states, str):
+        states = [states]
+    wanted = list(dict.fromkeys(states))
+    for state in wanted:
+        if state not in JOB_STATES:
+            raise InvalidValue(f"job state must be one of {JOB_STATES}, not {state!r}")
+    return wanted
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage
+
+
+class Storage:
+    """The bot's database. `await open()` (or `async with Storage(path) as storage:`)."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+        max_image_bytes: int = MAX_IMAGE_BYTES,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.path = Path(path)
+        self.busy_timeout_ms = _check_int(busy_timeout_ms, "busy_timeout_ms", 0)
+        self.max_image_bytes = _check_int(max_image_bytes, "max_image_bytes", 1)
+        self.max_pending_bytes = _check_int(max_pending_bytes, "max_pending_bytes", 1)
+        self._clock = clock
+        self._db: aiosqlite.Connection | None = None
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    async def open(self) -> None:
+        """Connect, set the pragmas, apply pending migrations. Refuses a newer schema."""
+        if self._db is not None:
+            raise StorageError("storage is already open")
+        if str(self.path) in ("", ":memory:") or str(self.path).startswith("file:"):
+            raise StorageError("storage needs the path of a database file")
+        await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
+        try:
+            db = await aiosqlite.connect(
+                self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot open the database {self.path}: {exc}") from exc
+        db.row_factory = sqlite3.Row
+        try:
+            # Pragmas take no parameters; the one value here is an int we validated.
+            await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            async with db.execute("PRAGMA journal_mode = WAL") as cursor:
+                row = await cursor.fetchone()
+            if row is None or str(row[0]).lower() != "wal":
+                raise StorageError(f"cannot switch {self.path} to WAL mode (got {row!r})")
+            await db.execute("PRAGMA synchronous = NORMAL")
+            await db.execute("PRAGMA foreign_keys = ON")
+            async with db.execute("PRAGMA foreign_keys") as cursor:
+                row = await cursor.fetchone()
+            if row is None or row[0] != 1:
+                raise StorageError("this SQLite build does not enforce foreign keys")
+            await self._migrate(db)
+        except BaseException as exc:
+            await db.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StorageError(f"cannot open the database {self.path}: {exc}") from exc
+            raise
+        self._db = db
+
+    @staticmethod
+    async def _user_version(db: aiosqlite.Connection) -> int:
+        async with db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row is not None else 0
+
+    async def _migrate(self, db: aiosqlite.Connection) -> None:
+        """Apply MIGRATIONS one transaction each; safe against another process doing the same."""
+        while True:
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                version = await self._user_version(db)
+                if version > SCHEMA_VERSION:
+                    raise SchemaTooNew(version, SCHEMA_VERSION)
+                if version == SCHEMA_VERSION:
+                    await db.execute("COMMIT")
+                    return
+                for statement in _split_sql(MIGRATIONS[version]):
+                    await db.execute(statement)
+                await db.execute(f"PRAGMA user_version = {int(version) + 1}")
+                await db.execute("COMMIT")
+            except BaseException:
+                with suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+                raise
+
+    async def close(self) -> None:
+        """Close the connection (waits for a transaction in flight). Safe to call twice."""
+        async with self._lock:
+            db, self._db = self._db, None
+            if db is None:
+                return
+            try:
+                with suppress(sqlite3.Error):
+                    await db.execute("PRAGMA optimize")
+            finally:
+                await db.close()
+
+    async def __aenter__(self) -> Storage:
+        await self.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _conn(self) -> aiosqlite.Connection:
+        if self._db is None:
+            raise StorageError("storage is not open")
+        return self._db
+
+    @asynccontextmanager
+    async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
+        """Exclusive use of the connection for statements in autocommit (one statement each)."""
+        async with self._lock:
+            db = self._conn()
+            try:
+                yield db
+            except sqlite3.Error as exc:
+                raise StorageError(f"database error: {exc}") from exc
+
+    @asynccontextmanager
+    async def _tx(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
+        """One transaction: committed if the block ends normally, rolled back otherwise.
+
+        `write=True` takes the write lock at once (BEGIN IMMEDIATE) so a read-then-write
+        cannot fail half-way on a lock upgrade; `write=False` gives a consistent snapshot.
+        """
+        async with self._lock:
+            db = self._conn()
+            try:
+                await db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                yield db
+            except BaseException as exc:
+                # aiosqlite queues each call on its thread before awaiting it, so this ROLLBACK
+                # runs after whatever was already queued (a BEGIN included) and before anything
+                # another coroutine can queue, even when this task is being cancelled. It fails
+                # harmlessly when there is no transaction (BEGIN failed, SQLite rolled back).
+                with suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(f"database error: {exc}") from exc
+                raise
+            try:
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                with suppress(sqlite3.Error):
+                    await db.execute("ROLLBACK")
+                raise StorageError(f"database error: {exc}") from exc
+
+    @staticmethod
+    async def _one(
+        db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()
+    ) -> sqlite3.Row | None:
+        async with db.execute(sql, params) as cursor:
+            row: sqlite3.Row | None = await cursor.fetchone()
+        return row
+
+    @staticmethod
+    async def _all(
+        db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()
+    ) -> list[sqlite3.Row]:
+        async with db.execute(sql, params) as cursor:
+            rows: list[sqlite3.Row] = list(await cursor.fetchall())
+        return rows
+
+    @classmethod
+    async def _count(cls, db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> int:
+        row = await cls._one(db, sql, params)
+        return int(row[0]) if row is not None else 0
+
+    # -- users and settings -----------------------------------------------------------------
+
+    async def ensure_user(self, user_id: int, chat_id: int, name: str = "") -> User:
+        """The user, created with default settings if new; chat id and name kept current."""
+        now = self._clock()
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO users (user_id, chat_id, name, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (user_id) DO UPDATE SET "
+                "chat_id = excluded.chat_id, name = excluded.name, "
+                "updated_at = excluded.updated_at "
+                "WHERE chat_id IS NOT excluded.chat_id OR name IS NOT excluded.name",
+                (user_id, chat_id, name, now, now),
+            )
+            row = await self._one(db, _SELECT_USER, (user_id,))
+        assert row is not None
+        return _user(row)
+
+    async def get_user(self, user_id: int) -> User | None:
+        async with self._read() as db:
+            row = await self._one(db, _SELECT_USER, (user_id,))
+        return _user(row) if row is not None else None
+
+    async def update_user_settings(
+        self,
+        user_id: int,
+        *,
+        strength: int | None = None,
+        preserve_colors: bool | None = None,
+        size: int | _Unset | None = UNSET,
+        active_preset_id: int | _Unset | None = UNSET,
+    ) -> User:
+        """Change the given settings only; returns the user as stored.
+
+        `strength`/`preserve_colors`: None leaves them as they are. `size` and
+        `active_preset_id`: leave out to keep, None to reset (default size / no preset).
+        The active preset must be the user's own or a global one (else `PresetNotFound`).
+        Raises `UserNotFound`, `InvalidValue`.
+        """
+        if strength is not None:
+            _check_int(strength, "strength", 1, 5)
+        if preserve_colors is not None and not isinstance(preserve_colors, bool):
+            raise InvalidValue("preserve_colors must be True or False")
+        if size is not None and size is not UNSET:
+            _check_int(size, "size", 1)
+        if active_preset_id is not None and active_preset_id is not UNSET:
+            _check_int(active_preset_id, "active_preset_id", 1)
+        now = self._clock()
+        async with self._tx() as db:
+            row = await self._one(db, _SELECT_USER, (user_id,))
+            if row is None:
+                raise UserNotFound(f"no user {user_id}")
+            current = _user(row)
+            new_size = current.size if size is UNSET else size
+            new_active = current.active_preset_id if active_preset_id is UNSET else active_preset_id
+            if active_preset_id is not UNSET and active_preset_id is not None:
+                visible = await self._one(
+                    db,
+                    "SELECT 1 FROM presets WHERE id = ? AND (owner_id = ? OR owner_id IS NULL)",
+                    (active_preset_id, user_id),
+                )
+                if visible is None:
+                    raise PresetNotFound(f"no preset {active_preset_id} for this user")
+            await db.execute(
+                "UPDATE users SET strength = ?, preserve_colors = ?, size = ?, "
+                "active_preset_id = ?, updated_at = ? WHERE user_id = ?",
+                (
+                    current.strength if strength is None else strength,
+                    int(current.preserve_colors if preserve_colors is None else preserve_colors),
+                    new_size,
+                    new_active,
+                    now,
+                    user_id,
+                ),
+            )
+            row = await self._one(db, _SELECT_USER, (user_id,))
+        assert row is not None
+        return _user(row)
+
+    # -- presets ----------------------------------------------------------------------------
+
+    async def add_preset(
+        self,
+        owner_id: int | None,
+        name: str,
+        image: bytes,
+        *,
+        title: str = "",
+        artist: str = "",
+        year: str = "",
+        licence: str = "",
+        source_url: str = "",
+        max_per_owner: int | None = None,
+    ) -> Preset:
+        """Keep a preset (row and image in one transaction).
+
+        `owner_id=None` adds a global (built-in) preset. Raises `InvalidName`, `ImageTooLarge`,
+        `InvalidValue` (empty image), `UserNotFound` (owner never seen), `DuplicateName` (same
+        owner, same name ignoring case), `TooManyPresets(max_per_owner)`.
+        """
+        clean = validate_preset_name(name)
+        key = preset_name_key(clean)
+        if not isinstance(image, bytes | bytearray | memoryview):
+            raise InvalidValue("a preset image must be bytes")
+        blob = bytes(image)
+        if not blob:
+            raise InvalidValue("a preset image cannot be empty")
+        if len(blob) > self.max_image_bytes:
+            raise ImageTooLarge(len(blob), self.max_image_bytes)
+        if max_per_owner is not None:
+            _check_int(max_per_owner, "max_per_owner", 0)
+        texts = {
+            "title": title,
+            "artist": artist,
+            "year": year,
+            "licence": licence,
+            "source_url": source_url,
+        }
+        for what, text in texts.items():
+            if not isinstance(text, str):
+                raise InvalidValue(f"preset {what} must be text")
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InvalidValue(f"preset {what} is not valid Unicode text") from None
+        now = self._clock()
+        async with self._tx() as db:
+            if owner_id is not None and (
+                await self._one(db, "SELECT 1 FROM users WHERE user_id = ?", (owner_id,)) is None
+            ):
+                raise UserNotFound(f"no user {owner_id}")
+            existing = await self._one(
+                db, "SELECT name FROM presets WHERE owner_id IS ? AND name_key = ?", (owner_id, key)
+            )
+            if existing is not None:
+                raise DuplicateName(existing["name"])
+            if max_per_owner is not None:
+                count = await self._count(
+                    db, "SELECT count(*) FROM presets WHERE owner_id IS ?", (owner_id,)
+                )
+                if count >= max_per_owner:
+                    raise TooManyPresets(max_per_owner)
+            try:
+                cursor = await db.execute(
+                    "INSERT INTO presets (owner_id, name, name_key, title, artist, year, "
+                    "licence, source_url, created_at, image) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (owner_id, clean, key, title, artist, year, licence, source_url, now, blob),
+                )
+            except sqlite3.IntegrityError as exc:  # the checks above make this unexpected
+                if "UNIQUE" in str(exc):
+                    raise DuplicateName(clean) from exc
+                raise
+            preset_id = cursor.lastrowid
+            await cursor.close()
+        assert preset_id is not None
+        return Preset(
+            id=preset_id,
+            owner_id=owner_id,
+            name=clean,
+            title=title,
+            artist=artist,
+            year=year,
+            licence=licence,
+            source_url=source_url,
+            created_at=now,
+        )
+
+    async def get_preset(self, preset_id: int) -> Preset | None:
+        async with self._read() as db:
+            row = await self._one(db, _SELECT_PRESET, (preset_id,))
+        return _preset(row) if row is not None else None
+
+    async def find_preset(self, name: str, user_id: int | None) -> Preset | None:
+        """By name, ignoring case: the user's own preset first, then a global one."""
+        try:
+            key = preset_name_key(validate_preset_name(name))
+        except InvalidName:
+            return None
+        async with self._read() as db:
+            row = await self._one(db, _FIND_PRESET, (key, user_id))
+        return _preset(row) if row is not None else None
+
+    async def list_presets(
+        self, user_id: int | None, *, include_global: bool = True
+    ) -> list[Preset]:
+        """The user's presets (by name), then the global ones (by name) unless excluded.
+
+        A global preset shadowed by an own one of the same name is still listed.
+        """
+        async with self._read() as db:
+            if include_global:
+                rows = await self._all(db, _LIST_PRESETS, (user_id,))
+            else:
+                rows = await self._all(db, _LIST_OWN_PRESETS, (user_id,))
+        return [_preset(row) for row in rows]
+
+    async def list_global_presets(self) -> list[Preset]:
+        async with self._read() as db:
+            rows = await self._all(db, _LIST_GLOBAL_PRESETS)
+        return [_preset(row) for row in rows]
+
+    async def delete_preset(self, preset_id: int, owner_id: int | None) -> bool:
+        """Delete if `owner_id` owns it (None: a global preset). False if nothing matched.
+
+        Users whose active preset it was go back to none (ON DELETE SET NULL).
+        """
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "DELETE FROM presets WHERE id = ? AND owner_id IS ?", (preset_id, owner_id)
+            )
+            deleted = cursor.rowcount
+            await cursor.close()
+        return deleted > 0
+
+    async def count_presets(self, owner_id: int | None) -> int:
+        """How many presets `owner_id` has (None: how many global presets there are)."""
+        async with self._read() as db:
+            return await self._count(
+                db, "SELECT count(*) FROM presets WHERE owner_id IS ?", (owner_id,)
+            )
+
+    async def preset_image(self, preset_id: int) -> bytes:
+        """The image bytes as stored. Raises `PresetNotFound`."""
+        async with self._read() as db:
+            row = await self._one(db, "SELECT image FROM presets WHERE id = ?", (preset_id,))
+        if row is None:
+            raise PresetNotFound(f"no preset {preset_id}")
+        return bytes(row[0])
+
+    # -- pending pictures -------------------------------------------------------------------
+
+    async def set_pending(self, chat_id: int, kind: str, data: bytes) -> None:
+        """Remember the chat's latest content or style picture (replaces the previous one)."""
+        _check_kind(kind)
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise InvalidValue("a pending picture must be bytes")
+        blob = bytes(data)
+        if len(blob) > self.max_pending_bytes:
+            raise ImageTooLarge(len(blob), self.max_pending_bytes)
+        now = self._clock()
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO pending (chat_id, kind, data, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (chat_id, kind) DO UPDATE SET "
+                "data = excluded.data, updated_at = excluded.updated_at",
+                (chat_id, kind, blob, now),
+            )
+
+    async def get_pending(self, chat_id: int, kind: str) -> bytes | None:
+        _check_kind(kind)
+        async with self._read() as db:
+            row = await self._one(
+                db, "SELECT data FROM pending WHERE chat_id = ? AND kind = ?", (chat_id, kind)
+            )
+        return bytes(row[0]) if row is not None else None
+
+    async def clear_pending(self, chat_id: int, kind: str | None = None) -> int:
+        """Forget one kind (or both when `kind` is None); returns how many were removed."""
+        if kind is not None:
+            _check_kind(kind)
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "DELETE FROM pending WHERE chat_id = ? AND (? IS NULL OR kind = ?)",
+                (chat_id, kind, kind),
+            )
+            deleted = cursor.rowcount
+            await cursor.close()
+        return deleted
+
+    async def prune_pending(self, older_than_days: float) -> int:
+        """Forget pending pictures untouched for that long; returns how many."""
+        cutoff = self._cutoff(older_than_days)
+        async with self._tx() as db:
+            cursor = await db.execute("DELETE FROM pending WHERE updated_at < ?", (cutoff,))
+            deleted = cursor.rowcount
+            await cursor.close()
+        return deleted
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def create_job(
+        self,
+        job_id: str,
+        user_id: int,
+        chat_id: int,
+        params: dict[str, Any],
+        meta: dict[str, Any] | None = None,
+        spool_paths: Sequence[str | os.PathLike[str]] = (),
+    ) -> Job:
+        """Record a job, state `queued`, attempts 0. Raises `DuplicateJob`, `InvalidValue`."""
+        if not isinstance(job_id, str) or not job_id:
+            raise InvalidValue("a job id must be non-empty text")
+        if not isinstance(params, dict):
+            raise InvalidValue("job params must be a dict")
+        meta = {} if meta is None else meta
+        if not isinstance(meta, dict):
+            raise InvalidValue("job meta must be a dict")
+        if isinstance(spool_paths, str | bytes):
+            raise InvalidValue("spool_paths must be a list of paths")
+        paths = [os.fspath(p) for p in spool_paths]
+        if not all(isinstance(p, str) for p in paths):
+            raise InvalidValue("spool_paths must be text paths")
+        params_json = _to_json(params, "params")
+        meta_json = _to_json(meta, "meta")
+        paths_json = _to_json(paths, "spool_paths")
+        now = self._clock()
+        async with self._tx() as db:
+            try:
+                await db.execute(
+                    "INSERT INTO jobs (id, user_id, chat_id, state, params, meta, spool_paths, "
+                    "attempts, created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, 0, ?)",
+                    (job_id, user_id, chat_id, params_json, meta_json, paths_json, now),
+                )
+            except sqlite3.IntegrityError as exc:
+                if "UNIQUE" in str(exc):
+                    raise DuplicateJob(f"job {job_id} already exists") from exc
+                raise
+            row = await self._one(db, _SELECT_JOB, (job_id,))
+        assert row is not None
+        return _job(row)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        async with self._read() as db:
+            row = await self._one(db, _SELECT_JOB, (job_id,))
+        return _job(row) if row is not None else None
+
+    async def list_jobs(self, states: Iterable[str], *, user_id: int | None = None) -> list[Job]:
+        """Jobs in any of `states` (optionally one user's), oldest first."""
+        wanted = _check_states(states)
+        if not wanted:
+            return []
+        slots: list[str | None] = [*wanted, *([None] * (len(JOB_STATES) - len(wanted)))]
+        async with self._read() as db:
+            rows = await self._all(db, _LIST_JOBS, (*slots, user_id, user_id))
+        return [_job(row) for row in rows]
+
+    async def _require_job(self, db: aiosqlite.Connection, job_id: str) -> Job:
+        row = await self._one(db, _SELECT_JOB, (job_id,))
+        if row is None:
+            raise JobNotFound(f"no job {job_id}")
+        return _job(row)
+
+    async def mark_job_running(self, job_id: str) -> Job:
+        """queued (or running, when resumed after a restart) -> running: attempts + 1,
+        started_at now. Raises `JobNotFound`, `JobStateError` if the job is finished."""
+        now = self._clock()
+        async with self._tx() as db:
+            job = await self._require_job(db, job_id)
+            if job.finished:
+                raise JobStateError(f"job {job_id} is already {job.state}")
+            await db.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
+                "finished_at = NULL WHERE id = ?",
+                (now, job_id),
+            )
+            return await self._require_job(db, job_id)
+
+    async def finish_job(
+        self,
+        job_id: str,
+        state: str,
+        error: str | None = None,
+        result_path: str | os.PathLike[str] | None = None,
+    ) -> bool:
+        """-> done | failed | cancelled, finished_at now. False (and no change) if the job was
+        already finished: the first end wins. Raises `JobNotFound`, `InvalidValue`."""
+        if state not in TERMINAL_JOB_STATES:
+            raise InvalidValue(f"a job can only finish as one of {TERMINAL_JOB_STATES}")
+        path = os.fspath(result_path) if result_path is not None else None
+        now = self._clock()
+        async with self._tx() as db:
+            job = await self._require_job(db, job_id)
+            if job.finished:
+                return False
+            await db.execute(
+                "UPDATE jobs SET state = ?, error = ?, result_path = ?, finished_at = ? "
+                "WHERE id = ?",
+                (state, error, path, now, job_id),
+            )
+        return True
+
+    async def requeue_job(self, job_id: str, error: str | None = None) -> bool:
+        """running -> queued (keeps attempts and its place by created_at; records `error`).
+        False if the job was already finished. Raises `JobNotFound`."""
+        async with self._tx() as db:
+            job = await self._require_job(db, job_id)
+            if job.finished:
+                return False
+            await db.execute(
+                "UPDATE jobs SET state = 'queued', error = ?, started_at = NULL WHERE id = ?",
+                (error, job_id),
+            )
+        return True
+
+    async def update_job_meta(self, job_id: str, meta: dict[str, Any]) -> Job:
+        """Merge `meta` into the job's meta (like `dict.update`). Raises `JobNotFound`."""
+        if not isinstance(meta, dict):
+            raise InvalidValue("job meta must be a dict")
+        async with self._tx() as db:
+            job = await self._require_job(db, job_id)
+            merged = {**job.meta, **meta}
+            await db.execute(
+                "UPDATE jobs SET meta = ? WHERE id = ?", (_to_json(merged, "meta"), job_id)
+            )
+            return await self._require_job(db, job_id)
+
+    async def job_counts(self) -> dict[str, int]:
+        """Every state with its number of jobs (0 included)."""
+        async with self._read() as db:
+            rows = await self._all(db, "SELECT state, count(*) FROM jobs GROUP BY state")
+        counts = dict.fromkeys(JOB_STATES, 0)
+        counts.update({row[0]: int(row[1]) for row in rows})
+        return counts
+
+    async def prune_jobs(self, older_than_days: float) -> int:
+        """Delete finished jobs that ended more than that long ago; returns how many."""
+        cutoff = self._cutoff(older_than_days)
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "DELETE FROM jobs WHERE state IN ('done', 'failed', 'cancelled') "
+                "AND coalesce(finished_at, created_at) < ?",
+                (cutoff,),
+            )
+            deleted = cursor.rowcount
+            await cursor.close()
+        return deleted
+
+    def _cutoff(self, older_than_days: float) -> float:
+        if isinstance(older_than_days, bool) or not isinstance(older_than_days, int | float):
+            raise InvalidValue("older_than_days must be a number")
+        if not older_than_days >= 0:
+            raise InvalidValue("older_than_days cannot be negative")
+        return self._clock() - float(older_than_days) * 86400.0
+
+    # -- administration ---------------------------------------------------------------------
+
+    async def stats(self) -> dict[str, Any]:
+        """`{"users", "presets_own", "presets_global", "jobs": {state: n}, "jobs_24h"}`,
+        read from one consistent snapshot."""
+        since = self._clock() - 86400.0
+        async with self._tx(write=False) as db:
+            users = await self._count(db, "SELECT count(*) FROM users")
+            own = await self._count(db, "SELECT count(*) FROM presets WHERE owner_id IS NOT NULL")
+            global_ = await self._count(db, "SELECT count(*) FROM presets WHERE owner_id IS NULL")
+            rows = await self._all(db, "SELECT state, count(*) FROM jobs GROUP BY state")
+            recent = await self._count(
+                db, "SELECT count(*) FROM jobs WHERE created_at >= ?", (since,)
+            )
+        jobs = dict.fromkeys(JOB_STATES, 0)
+        jobs.update({row[0]: int(row[1]) for row in rows})
+        return {
+            "users": users,
+            "presets_own": own,
+            "presets_global": global_,
+            "jobs": jobs,
+            "jobs_24h": recent,
+        }
+
+    async def integrity_check(self) -> str:
+        """ "ok", or SQLite's findings one per line (also runs the foreign key check)."""
+        async with self._read() as db:
+            rows = await self._all(db, "PRAGMA integrity_check")
+            problems = [str(row[0]) for row in rows if str(row[0]) != "ok"]
+            fk_rows = await self._all(db, "PRAGMA foreign_key_check")
+        problems += [f"foreign key violation in {row[0]} rowid {row[1]}" for row in fk_rows]
+        return "\n".join(problems) if problems else "ok"
+
+    async def backup(self, dest_path: str | os.PathLike[str]) -> Path:
+        """A consistent copy of the live database (SQLite online backup API), written to a
+        temporary file beside `dest_path` and renamed over it: a single self-contained file."""
+        dest = Path(dest_path)
+        if await asyncio.to_thread(_same_file, dest, self.path):
+            raise InvalidValue("a backup cannot overwrite the live database")
+        await asyncio.to_thread(dest.parent.mkdir, parents=True, exist_ok=True)
+        tmp = dest.with_name(f".{dest.name}.tmp-{os.getpid()}")
+        await asyncio.to_thread(_remove_db_files, tmp)
+        target = await asyncio.to_thread(sqlite3.connect, tmp, check_same_thread=False)
+        try:
+            async with self._lock:
+                db = self._conn()
+                try:
+                    await db.backup(target)
+                except sqlite3.Error as exc:
+                    raise StorageError(f"backup failed: {exc}") from exc
+            await asyncio.to_thread(_seal_backup, target, tmp, dest)
+        except BaseException:
+            await asyncio.to_thread(target.close)
+            await asyncio.to_thread(_remove_db_files, tmp)
+            raise
+        return dest
