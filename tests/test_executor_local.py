@@ -1,0 +1,274 @@
+"""The embedded process pool, with real spawned workers (no mocks).
+
+Most tests run a small job function defined here (`sleepy_job`: sleeps and reports progress,
+no TensorFlow) so that pool mechanics are fast to test; the last ones run the real engine
+at a tiny size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+
+from bot.executors.base import (
+    JobCancelled,
+    JobFailed,
+    JobRejected,
+    JobSpec,
+    JobTimedOut,
+    WorkerLost,
+)
+from bot.executors.local import LocalExecutor
+from engine.api import Progress
+
+REPO_DIR = Path(__file__).resolve().parent.parent
+SLEEPY = "tests.test_executor_local:sleepy_job"
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+
+# -- job functions run inside the workers ---------------------------------------------------
+
+
+def progress_dict(step: int, total: int, preview: bytes | None = None) -> dict[str, Any]:
+    return Progress(
+        scale=0,
+        scales=1,
+        step=step,
+        total_steps=total,
+        loss=1.0 / step,
+        style_loss=0.5 / step,
+        content_loss=0.5 / step,
+        tv_loss=0.0,
+        elapsed=0.0,
+        eta=0.0,
+        preview=preview,
+    ).to_dict()
+
+
+def sleepy_job(spec: dict[str, Any], report: Any, should_cancel: Any) -> dict[str, Any]:
+    """`params`: steps, delay (s per step), ignore_cancel, fail, reject, image_size (bytes)."""
+    params = spec["params"]
+    steps = int(params.get("steps", 5))
+    for step in range(1, steps + 1):
+        if should_cancel() and not params.get("ignore_cancel"):
+            return {"status": "cancelled", "message": "The job was cancelled."}
+        time.sleep(float(params.get("delay", 0.02)))
+        report(progress_dict(step, steps))
+    if params.get("fail"):
+        raise RuntimeError("boom")
+    if params.get("reject"):
+        return {"status": "rejected", "message": "That is not a picture.", "code": "not_image"}
+    image = b"R" * int(params.get("image_size", 0)) or b"result:" + spec["content"]
+    return {
+        "status": "done",
+        "image": image,
+        "width": 3,
+        "height": 2,
+        "losses": {"total": 1.0},
+        "timings": {"total": 0.1},
+        "mime_type": "image/jpeg",
+        "pid": os.getpid(),
+    }
+
+
+def no_init(weights: str | None) -> None:
+    """Initializer of the test pools: nothing to build."""
+
+
+def spec(job_id: str, **params: Any) -> JobSpec:
+    return JobSpec(job_id=job_id, content=job_id.encode(), styles=[b"style"], params=params)
+
+
+class Heartbeat:
+    """A 10 ms ticker on the loop; `worst` is the longest gap seen between two ticks."""
+
+    def __init__(self, period: float = 0.01) -> None:
+        self.period = period
+        self.worst = 0.0
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        last = time.perf_counter()
+        while True:
+            await asyncio.sleep(self.period)
+            now = time.perf_counter()
+            self.worst = max(self.worst, now - last - self.period)
+            self.ticks += 1
+            last = now
+
+    def __enter__(self) -> Heartbeat:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._task is not None
+        self._task.cancel()
+
+
+# -- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def pool() -> Any:
+    executor = LocalExecutor(
+        workers=2, job_function=SLEEPY, job_timeout=60, initializer=f"{__name__}:no_init"
+    )
+    await executor.start()
+    await executor.wait_ready(60)
+    yield executor
+    await executor.close()
+
+
+# -- tests ------------------------------------------------------------------------------------
+
+
+async def test_importing_the_bot_side_does_not_import_tensorflow() -> None:
+    code = (
+        "import sys\n"
+        "import bot.executors, bot.executors.base, bot.executors.local, bot.executors.celery\n"
+        "import bot.jobs, engine.worker, engine.tasks\n"
+        "heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras'))\n"
+        "assert not heavy, heavy\n"
+    )
+    await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", code], cwd=REPO_DIR, check=True, timeout=120
+    )
+
+
+async def test_a_job_completes_with_progress_in_order(pool: LocalExecutor) -> None:
+    seen: list[int] = []
+    thread_ids: set[int] = set()
+    loop_thread = __import__("threading").get_ident()
+
+    def on_progress(progress: Progress) -> None:
+        seen.append(progress.step)
+        thread_ids.add(__import__("threading").get_ident())
+
+    result = await pool.run(spec("job-a", steps=20, delay=0.005), on_progress)
+    assert result.image == b"result:job-a"
+    assert (result.width, result.height) == (3, 2)
+    assert seen == list(range(1, 21))
+    assert thread_ids == {loop_thread}
+
+
+async def test_failures_and_rejections_are_typed(pool: LocalExecutor) -> None:
+    with pytest.raises(JobRejected) as rejected:
+        await pool.run(spec("job-r", steps=1, reject=True))
+    assert rejected.value.code == "not_image"
+    with pytest.raises(JobFailed):
+        await pool.run(spec("job-f", steps=1, fail=True))
+    # The worker survived both and takes the next job.
+    assert (await pool.run(spec("job-ok", steps=1))).image == b"result:job-ok"
+
+
+async def test_cancel_stops_a_job_within_a_step(pool: LocalExecutor) -> None:
+    started = asyncio.Event()
+    task = asyncio.ensure_future(
+        pool.run(spec("job-c", steps=100, delay=0.1), lambda p: started.set())
+    )
+    await asyncio.wait_for(started.wait(), 10)
+    t0 = time.perf_counter()
+    await pool.cancel("job-c")
+    with pytest.raises(JobCancelled):
+        await task
+    assert time.perf_counter() - t0 < 0.1 + 0.5  # one step, plus slack for a busy machine
+    await pool.cancel("unknown-job")  # ignored
+
+
+async def test_two_jobs_run_at_once_on_two_workers(pool: LocalExecutor) -> None:
+    t0 = time.perf_counter()
+    results = await asyncio.gather(
+        pool.run(spec("job-p1", steps=10, delay=0.05)),
+        pool.run(spec("job-p2", steps=10, delay=0.05)),
+    )
+    assert len(results) == 2
+    assert time.perf_counter() - t0 < 0.95  # sequential would take at least 1 s
+
+
+async def test_a_killed_worker_fails_the_job_and_is_replaced(pool: LocalExecutor) -> None:
+    started = asyncio.Event()
+    task = asyncio.ensure_future(
+        pool.run(spec("job-k", steps=100, delay=0.05), lambda p: started.set())
+    )
+    await asyncio.wait_for(started.wait(), 10)
+    pid = pool.worker_pid("job-k")
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(WorkerLost):
+        await asyncio.wait_for(task, 10)
+    await pool.wait_ready(30)
+    assert pid not in pool.worker_pids and len(pool.worker_pids) == 2
+    assert (await pool.run(spec("job-after-kill", steps=2))).image == b"result:job-after-kill"
+
+
+async def test_the_loop_stays_responsive_during_a_big_job(pool: LocalExecutor) -> None:
+    payload = b"x" * 8_000_000  # 8 MB each way through the pipes
+    big = JobSpec(
+        "job-big", payload, [payload], {"steps": 50, "delay": 0.01, "image_size": 8_000_000}
+    )
+    with Heartbeat() as heartbeat:
+        result = await pool.run(big, lambda p: None)
+    assert len(result.image) == 8_000_000
+    print(f"\nworst event-loop lag during an 8 MB job: {heartbeat.worst * 1000:.1f} ms")
+    assert heartbeat.ticks > 20
+    assert heartbeat.worst < 0.25
+
+
+async def test_a_job_over_its_time_limit_is_killed() -> None:
+    executor = LocalExecutor(workers=1, job_function=SLEEPY, job_timeout=1.0, initializer=None)
+    await executor.start()
+    try:
+        await executor.wait_ready(60)
+        first_pid = executor.worker_pids[0]
+        t0 = time.perf_counter()
+        with pytest.raises(JobTimedOut):
+            await executor.run(spec("job-slow", steps=100, delay=0.1))
+        assert time.perf_counter() - t0 < 3
+        result = await executor.run(spec("job-next", steps=1))
+        assert result.image == b"result:job-next"
+        assert executor.worker_pids != [first_pid]
+    finally:
+        await executor.close()
+
+
+async def test_a_worker_that_ignores_cancel_is_killed_after_the_grace() -> None:
+    executor = LocalExecutor(
+        workers=1, job_function=SLEEPY, job_timeout=60, initializer=None, cancel_grace=0.5
+    )
+    await executor.start()
+    try:
+        started = asyncio.Event()
+        task = asyncio.ensure_future(
+            executor.run(
+                spec("job-stubborn", steps=200, delay=0.05, ignore_cancel=True),
+                lambda p: started.set(),
+            )
+        )
+        await asyncio.wait_for(started.wait(), 30)
+        await executor.cancel("job-stubborn")
+        with pytest.raises(JobCancelled):
+            await asyncio.wait_for(task, 5)
+        assert (await executor.run(spec("job-after", steps=1))).image == b"result:job-after"
+    finally:
+        await executor.close()
+
+
+async def test_close_terminates_workers() -> None:
+    executor = LocalExecutor(workers=1, job_function=SLEEPY, job_timeout=60, initializer=None)
+    await executor.start()
+    await executor.wait_ready(60)
+    pid = executor.worker_pids[0]
+    await executor.close()
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
