@@ -93,6 +93,8 @@ def make_app(
             "socket_connect_timeout": 3.0,
         },
         worker_hijack_root_logger=False,
+        # worker_process_init imports TensorFlow and builds the model: give it time.
+        worker_proc_alive_timeout=300.0,
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
     app.task(bind=True, name=TASK_NAME)(_stylize_task)

@@ -43,17 +43,18 @@ def redis_server() -> Iterator[RedisServer]:
 class Worker:
     """`python -m celery --app engine.tasks worker --concurrency 1 --pool prefork`."""
 
-    def __init__(self, redis_url: str, log_path: Path) -> None:
-        env = dict(os.environ)
+    def __init__(self, redis_url: str, log_path: Path, engine_weights: str | None = None) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("STYLEBOT_")}
         env.update(
             STYLEBOT_REDIS_URL=redis_url,
-            STYLEBOT_WEIGHTS="random",
-            STYLEBOT_JOB_FUNCTION=SLEEPY,
-            STYLEBOT_WORKER_INIT="none",
             STYLEBOT_JOB_TIMEOUT="60",
             STYLEBOT_CELERY_VISIBILITY_TIMEOUT=str(VISIBILITY_TIMEOUT),
             PYTHONPATH=str(REPO_DIR),
         )
+        if engine_weights is None:  # the light test job
+            env.update(STYLEBOT_JOB_FUNCTION=SLEEPY, STYLEBOT_WORKER_INIT="none")
+        else:  # the real engine: engine.worker:init_worker / run_job
+            env.update(STYLEBOT_WEIGHTS=engine_weights)
         self.log = log_path.open("ab")
         self.process = subprocess.Popen(
             [
@@ -223,3 +224,51 @@ async def test_redis_down_at_submit_is_executor_unavailable() -> None:
         assert time.perf_counter() - t0 < 15
     finally:
         await executor.close()
+
+
+async def test_the_real_engine_through_celery(
+    executor: CeleryExecutor, redis_server: RedisServer, worker_log: Path, test_weights: str
+) -> None:
+    from engine.params import StyleParams
+    from tests.conftest import CONTENT_DIR, STYLES_DIR
+
+    if not CONTENT_DIR.is_dir():
+        pytest.skip("needs the shared test pictures")
+    photo = await asyncio.to_thread((CONTENT_DIR / "tubingen.jpg").read_bytes)
+    style = await asyncio.to_thread((STYLES_DIR / "sunday_on_la_grande_jatte.jpg").read_bytes)
+    params = StyleParams(size=64, scales=1, steps=(5,)).to_dict()
+    worker = Worker(redis_server.url, worker_log, engine_weights=test_weights)
+    try:
+        t0 = time.perf_counter()
+        result = await asyncio.wait_for(
+            executor.run(JobSpec("celery-engine", photo, [style], params)), 180
+        )
+        print(
+            f"\nreal engine via Celery, worker start included: {time.perf_counter() - t0:.1f} s"
+        )
+        assert result.image[:2] == b"\xff\xd8" and max(result.width, result.height) == 64
+        assert completions(redis_server.url, "celery-engine") == 1
+    finally:
+        worker.stop()
+
+
+async def test_a_job_manager_keeps_the_job_queued_while_redis_is_down(tmp_path: Path) -> None:
+    from bot.jobs import JobManager
+    from bot.storage import Storage
+
+    storage = Storage(tmp_path / "stylebot.sqlite3")
+    await storage.open()
+    executor = CeleryExecutor(f"redis://127.0.0.1:{free_port()}/0", job_timeout=60)
+    await executor.start()
+    jobs = JobManager(storage, executor, tmp_path / "spool", retry_delays=(0.2,))
+    await jobs.start()
+    try:
+        job_id = await jobs.submit(1, 10, b"photo", [b"style"], {"steps": 1})
+        await asyncio.sleep(1.0)  # several dispatch attempts, each refused
+        job = await storage.get_job(job_id)
+        assert job is not None and job.state == "queued" and job.attempts == 0
+        assert jobs.position(job_id) == 1
+    finally:
+        await jobs.stop()
+        await executor.close()
+        await storage.close()

@@ -272,3 +272,68 @@ async def test_close_terminates_workers() -> None:
     await executor.close()
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+# -- the real engine, at a tiny size ----------------------------------------------------------
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def engine_pool(test_weights: str) -> Any:
+    """One worker running engine.worker:run_job (TensorFlow imported and model built once)."""
+    executor = LocalExecutor(workers=1, weights=test_weights, job_timeout=120)
+    await executor.start()
+    t0 = time.perf_counter()
+    await executor.wait_ready(180)
+    print(
+        f"\nengine worker ready (TensorFlow + model + warm-up) in {time.perf_counter() - t0:.1f} s"
+    )
+    yield executor
+    await executor.close()
+
+
+def engine_spec(job_id: str, steps: int, content: bytes | None = None) -> JobSpec:
+    from engine.params import StyleParams
+    from tests.conftest import CONTENT_DIR, STYLES_DIR
+
+    if not CONTENT_DIR.is_dir():
+        pytest.skip("needs the shared test pictures")
+    photo = (CONTENT_DIR / "tubingen.jpg").read_bytes()
+    style = (STYLES_DIR / "sunday_on_la_grande_jatte.jpg").read_bytes()
+    params = StyleParams(size=64, scales=1, steps=(steps,)).to_dict()
+    return JobSpec(job_id, photo if content is None else content, [style], params)
+
+
+async def test_the_real_engine_paints_without_blocking_the_loop(engine_pool: LocalExecutor) -> None:
+    seen: list[Progress] = []
+    with Heartbeat() as heartbeat:
+        t0 = time.perf_counter()
+        result = await engine_pool.run(engine_spec("engine-ok", 30), seen.append)
+        elapsed = time.perf_counter() - t0
+    print(
+        f"\nreal job (64 px, 30 steps) in {elapsed:.2f} s; worst loop lag "
+        f"{heartbeat.worst * 1000:.1f} ms over {heartbeat.ticks} ticks"
+    )
+    assert result.mime_type == "image/jpeg" and result.image[:2] == b"\xff\xd8"
+    assert max(result.width, result.height) == 64
+    assert seen and [p.step for p in seen] == sorted(p.step for p in seen)
+    assert heartbeat.worst < 0.25
+
+
+async def test_the_real_engine_rejects_a_bad_picture(engine_pool: LocalExecutor) -> None:
+    with pytest.raises(JobRejected) as rejected:
+        await engine_pool.run(engine_spec("engine-bad", 5, content=b"this is not a picture"))
+    assert str(rejected.value)
+
+
+async def test_the_real_engine_cancels_within_a_step(engine_pool: LocalExecutor) -> None:
+    started = asyncio.Event()
+    task = asyncio.ensure_future(
+        engine_pool.run(engine_spec("engine-cancel", 2000), lambda p: started.set())
+    )
+    await asyncio.wait_for(started.wait(), 60)
+    t0 = time.perf_counter()
+    await engine_pool.cancel("engine-cancel")
+    with pytest.raises(JobCancelled):
+        await asyncio.wait_for(task, 30)
+    print(f"\nreal engine cancelled {1000 * (time.perf_counter() - t0):.0f} ms after the request")
+    assert time.perf_counter() - t0 < 2.0
