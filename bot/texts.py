@@ -76,6 +76,7 @@ NOT_AN_IMAGE_FILE = "That file isn't a picture I can read. Please send a photo (
 ANIMATED_STICKER = (
     "Animated and video stickers can't be painted. Send a photo, or a static sticker."
 )
+ANIMATION_HINT = "Animations can't be painted. Send a still picture (a photo or an image file)."
 MEDIA_HINT = "I only work with pictures: send me a photo, then a style picture."
 TEXT_HINT = "Send me a photo to paint, or /help to see what I can do."
 UNKNOWN_COMMAND = "I don't know that command. /help lists what I can do."
@@ -91,6 +92,10 @@ NAME_RULES = "Names are 1–32 characters: letters, digits, spaces, - and _."
 
 def bad_preset_name(name: str) -> str:
     return f"“{name[:40]}” can't be a style name. {NAME_RULES}"
+
+
+def name_refused(reason: str) -> str:
+    return f"That name won't work: {reason}."
 
 
 def preset_not_found(name: str) -> str:

@@ -1,0 +1,59 @@
+"""`python -m bot` (or the `stylebot` script): check settings and the data dir, then poll."""
+
+from __future__ import annotations
+
+import errno
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def check_data_dir(path: Path) -> str | None:
+    """None if `path` can be created and written, else one line saying why not."""
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=path)
+        try:
+            os.write(fd, b"x" * 4096)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return f"the data directory {path} is on a full disk (disk full): free some space"
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return f"the data directory {path} is not writable: check its permissions"
+        if exc.errno in (errno.ENOTDIR, errno.EEXIST):
+            return f"the data directory {path} is not a directory"
+        return f"the data directory {path} cannot be used: {exc.strerror or exc}"
+    return None
+
+
+def main() -> int:
+    from bot.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"stylebot: {exc}", file=sys.stderr)
+        return 2
+    problem = check_data_dir(settings.data_dir)
+    if problem is not None:
+        print(f"stylebot: {problem}", file=sys.stderr)
+        return 1
+
+    from telegram import Update
+
+    from bot.app import build_application
+    from bot.logs import setup_logging
+
+    setup_logging(settings.log_level, [settings.token])
+    app = build_application(settings)
+    app.run_polling(allowed_updates=Update.ALL_TYPES)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,160 @@
+"""Build the python-telegram-bot Application: services in `bot_data`, handlers, start/stop.
+
+`build_application(settings)` does no I/O. `post_init` opens the database, starts the executor
+and the job manager, and registers the command menu; `post_shutdown` stops them in reverse.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+from typing import Any
+
+from telegram import BotCommand, Update
+from telegram.error import TelegramError
+from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
+
+from bot import handlers, texts
+from bot.executors.base import Executor
+from bot.handlers.common import SERVICES_KEY, AnyApplication, Services, get_services
+from bot.handlers.pairs import PairStore
+from bot.handlers.status import StatusBoard
+from bot.ratelimit import RateLimiter
+from bot.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MAX_RETRIES_ON_FLOOD = 3
+PAIRS_MAX_AGE_DAYS = 7.0
+PRUNE_EVERY_S = 6 * 3600.0
+COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+MAX_MENU_COMMANDS = 100
+
+
+def build_application(
+    settings: Settings,
+    *,
+    executor: Executor | None = None,
+    job_params_override: dict[str, Any] | None = None,
+    status_interval: float = 3.0,
+) -> AnyApplication:
+    """The bot, ready for `run_polling`. `executor` defaults to `make_executor(settings)`
+    (created in post_init); `job_params_override` replaces StyleParams fields of every job
+    (tests use it for tiny, fast jobs: ``{"steps": [3, 3], "scales": 2}``)."""
+    builder = (
+        ApplicationBuilder()
+        .token(settings.token)
+        .base_url(settings.base_url)
+        .base_file_url(settings.base_file_url)
+        .rate_limiter(AIORateLimiter(max_retries=MAX_RETRIES_ON_FLOOD))
+        .concurrent_updates(True)
+        .connect_timeout(10.0)
+        .read_timeout(30.0)
+        .write_timeout(60.0)
+        .media_write_timeout(60.0)
+        .pool_timeout(10.0)
+        .post_init(post_init)
+        .post_shutdown(post_shutdown)
+    )
+    app = builder.build()
+    services = Services(
+        settings=settings,
+        limiter=RateLimiter(settings.rate_limit_per_minute),
+        pairs=PairStore(settings.data_dir / "pairs", max_age_days=PAIRS_MAX_AGE_DAYS),
+        status=StatusBoard(interval=status_interval),
+        job_params_override=dict(job_params_override or {}),
+        executor=executor,
+    )
+    app.bot_data[SERVICES_KEY] = services
+    handlers.register(app)
+    return app
+
+
+async def post_init(app: AnyApplication) -> None:
+    from bot.executors import make_executor
+    from bot.jobs import JobManager
+    from bot.storage import Storage
+
+    services = get_services(app)
+    settings = services.settings
+    await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
+    storage = Storage(settings.database_path)
+    await storage.open()
+    services._storage = storage
+    if services.executor is None:
+        services.executor = make_executor(settings)
+    await services.executor.start()
+    services.status.attach(app, services)
+    jobs = JobManager(
+        storage,
+        services.executor,
+        settings.spool_dir,
+        max_queue=settings.max_queue,
+        max_per_user=settings.max_jobs_per_user,
+        on_event=services.status.on_event,
+        job_timeout=settings.job_timeout,
+    )
+    services._jobs = jobs
+    await jobs.start()
+    services.spawn(_housekeeping(services), name="stylebot-housekeeping")
+    await set_commands(app, services)
+    log.info("stylebot is up (executor %s)", type(services.executor).__name__)
+
+
+async def post_shutdown(app: AnyApplication) -> None:
+    services = get_services(app)
+    for task in list(services.tasks):
+        task.cancel()
+    for task in list(services.tasks):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    await services.status.close()
+    if services._jobs is not None:
+        try:
+            await services._jobs.stop()
+        except Exception:
+            log.exception("stopping the job manager failed")
+        services._jobs = None
+    if services.executor is not None:
+        try:
+            await services.executor.close()
+        except Exception:
+            log.exception("closing the executor failed")
+    if services._storage is not None:
+        await services._storage.close()
+        services._storage = None
+    log.info("stylebot stopped")
+
+
+async def set_commands(app: AnyApplication, services: Services) -> None:
+    """The command menu: every public command, then the built-in presets (admin ones never)."""
+    commands = [BotCommand(name, what) for name, what, _example in texts.HELP_COMMANDS]
+    presets = await services.storage.list_global_presets()
+    services.preset_commands = [p.name for p in presets if COMMAND_NAME.match(p.name)]
+    for preset in presets:
+        if len(commands) >= MAX_MENU_COMMANDS:
+            break
+        if COMMAND_NAME.match(preset.name):
+            what = f"{preset.title} — {preset.artist}" if preset.title else preset.name
+            commands.append(BotCommand(preset.name, what[:256]))
+    try:
+        await app.bot.set_my_commands(commands)
+    except TelegramError as exc:  # the bot still works without its menu
+        log.warning("could not register the command menu: %s", exc)
+
+
+async def _housekeeping(services: Services) -> None:
+    """Forget old pictures kept for buttons, now and every few hours."""
+    while True:
+        try:
+            removed = await asyncio.to_thread(services.pairs.prune)
+            if removed:
+                log.info("removed %d expired picture pairs", removed)
+        except Exception:
+            log.exception("housekeeping failed")
+        await asyncio.sleep(PRUNE_EVERY_S)
+
+
+__all__ = ["Application", "Update", "build_application", "post_init", "post_shutdown"]

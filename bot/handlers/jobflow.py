@@ -1,0 +1,124 @@
+"""Starting a painting: pictures from the pair store or a preset, parameters from the user's
+settings, submission to the JobManager, and the first status message."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from bot import texts
+from bot.handlers.common import Services, with_retries
+from engine.params import MAX_STRENGTH, MIN_STRENGTH, StyleParams
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StyleRef:
+    """Where the style picture of a job comes from: a preset, or a file of the pair."""
+
+    name: str
+    preset_id: int | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class Recipe:
+    strength: int
+    colors: bool
+    size: int
+
+
+def user_recipe(services: Services, user: Any) -> Recipe:
+    sizes = services.settings.sizes
+    size = user.size if user.size in sizes else services.settings.default_size
+    strength = int(min(MAX_STRENGTH, max(MIN_STRENGTH, user.strength)))
+    return Recipe(strength=strength, colors=bool(user.preserve_colors), size=size)
+
+
+def job_params(services: Services, recipe: Recipe) -> dict[str, Any]:
+    params = StyleParams(
+        size=recipe.size, strength=float(recipe.strength), preserve_colors=recipe.colors
+    )
+    if services.job_params_override:
+        params = params.replace(**services.job_params_override)
+    return params.to_dict()
+
+
+async def send_text(bot: Any, chat_id: int, text: str, **kwargs: Any) -> Any:
+    return await with_retries(
+        lambda: bot.send_message(chat_id=chat_id, text=text, **kwargs), what="send"
+    )
+
+
+async def start_job(
+    services: Services,
+    bot: Any,
+    *,
+    user_id: int,
+    chat_id: int,
+    pair: str,
+    style: StyleRef,
+    recipe: Recipe,
+    init_job: str | None = None,
+) -> str | None:
+    """Submit a painting of `pair`'s photo in `style`; returns the job id, or None after
+    telling the user why not (pictures gone, queue full...)."""
+    from bot.jobs import QueueFull, UserQueueFull
+    from bot.storage import PresetNotFound
+
+    pairs = services.pairs
+    content = await asyncio.to_thread(pairs.content, pair)
+    style_bytes: bytes | None = None
+    if style.preset_id is not None:
+        try:
+            style_bytes = await services.storage.preset_image(style.preset_id)
+        except PresetNotFound:
+            await send_text(bot, chat_id, texts.preset_not_found(style.name))
+            return None
+    elif style.file is not None:
+        style_bytes = await asyncio.to_thread(pairs.style, pair, style.file)
+    if content is None or style_bytes is None:
+        await send_text(bot, chat_id, texts.RESULT_EXPIRED)
+        return None
+    init = None
+    if init_job is not None:
+        init = await asyncio.to_thread(pairs.result, pair, init_job)
+    meta = {
+        "pair": pair,
+        "style_name": style.name,
+        "preset_id": style.preset_id,
+        "style_file": style.file,
+        "strength": recipe.strength,
+        "colors": recipe.colors,
+        "size": recipe.size,
+        "init_job": init_job if init is not None else None,
+    }
+    jobs = services.jobs
+    try:
+        job_id = await jobs.submit(
+            user_id,
+            chat_id,
+            content,
+            [style_bytes],
+            job_params(services, recipe),
+            meta,
+            init=init,
+        )
+    except UserQueueFull as exc:
+        limit = getattr(exc, "limit", services.settings.max_jobs_per_user)
+        await send_text(bot, chat_id, texts.user_queue_full(int(limit)))
+        return None
+    except QueueFull as exc:
+        retry = getattr(exc, "retry_after_s", 30.0)
+        await send_text(bot, chat_id, texts.queue_busy(float(retry)))
+        return None
+    try:
+        position = jobs.position(job_id)
+    except Exception:
+        position = 1
+    await services.status.job_submitted(job_id, chat_id, max(1, position or 1))
+    log.info("job %s submitted for user %s (%s)", job_id, user_id, style.name)
+    return str(job_id)

@@ -1,0 +1,107 @@
+"""Per-user defaults and state: /strength, /colors, /size, /status, /cancel."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from telegram import Update
+
+from bot import keyboards, texts
+from bot.handlers.common import Context, Services, get_services, reply
+from bot.handlers.jobflow import user_recipe
+
+ON_WORDS = frozenset({"on", "yes", "true", "1", "keep"})
+OFF_WORDS = frozenset({"off", "no", "false", "0"})
+
+
+async def _user(update: Update, services: Services) -> Any:
+    user = update.effective_user
+    chat = update.effective_chat
+    assert user is not None and chat is not None
+    return await services.storage.ensure_user(user.id, chat.id, user.full_name)
+
+
+async def cmd_strength(update: Update, context: Context) -> None:
+    services = get_services(context)
+    user = await _user(update, services)
+    args = context.args or []
+    if len(args) != 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= 5:
+        await reply(update, f"{texts.STRENGTH_USAGE} (now {user.strength})")
+        return
+    await services.storage.update_user_settings(user.user_id, strength=int(args[0]))
+    await reply(update, texts.strength_set(int(args[0])))
+
+
+async def cmd_colors(update: Update, context: Context) -> None:
+    services = get_services(context)
+    user = await _user(update, services)
+    args = [a.lower() for a in context.args or []]
+    if len(args) != 1 or args[0] not in ON_WORDS | OFF_WORDS:
+        now = "on" if user.preserve_colors else "off"
+        await reply(update, f"{texts.COLORS_USAGE} (now {now})")
+        return
+    on = args[0] in ON_WORDS
+    await services.storage.update_user_settings(user.user_id, preserve_colors=on)
+    await reply(update, texts.colors_set(on))
+
+
+async def cmd_size(update: Update, context: Context) -> None:
+    services = get_services(context)
+    user = await _user(update, services)
+    sizes = services.settings.sizes
+    args = context.args or []
+    if len(args) == 1 and args[0].isdigit():
+        size = int(args[0])
+        if size not in sizes:
+            await reply(update, texts.size_invalid(sizes))
+            return
+        await services.storage.update_user_settings(user.user_id, size=size)
+        await reply(update, texts.size_set(size))
+        return
+    current = user_recipe(services, user).size
+    await reply(update, texts.SIZE_PROMPT, reply_markup=keyboards.size_keyboard(sizes, current))
+
+
+async def cmd_status(update: Update, context: Context) -> None:
+    services = get_services(context)
+    user = await _user(update, services)
+    chat = update.effective_chat
+    assert chat is not None
+    jobs = services.jobs
+    positions = []
+    for job_id in jobs.active_jobs(user.user_id):
+        try:
+            positions.append(int(jobs.position(job_id)))
+        except Exception:
+            continue
+    active = None
+    if user.active_preset_id is not None:
+        preset = await services.storage.get_preset(user.active_preset_id)
+        active = preset.name if preset else None
+    recipe = user_recipe(services, user)
+    waiting = await services.storage.get_pending(chat.id, "content")
+    await reply(
+        update,
+        texts.status_text(
+            strength=recipe.strength,
+            colors=recipe.colors,
+            size=recipe.size,
+            active_style=active,
+            positions=sorted(positions),
+            has_pending_content=waiting is not None,
+        ),
+    )
+
+
+async def cmd_cancel(update: Update, context: Context) -> None:
+    services = get_services(context)
+    user = await _user(update, services)
+    chat = update.effective_chat
+    assert chat is not None
+    jobs = services.jobs
+    stopped = 0
+    for job_id in list(jobs.active_jobs(user.user_id)):
+        if await jobs.cancel(job_id, user.user_id):
+            stopped += 1
+    await services.storage.clear_pending(chat.id)
+    await reply(update, texts.CANCELLED_ALL if stopped else texts.NOTHING_TO_CANCEL)

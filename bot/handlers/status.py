@@ -1,0 +1,268 @@
+"""Job lifecycle as the user sees it: ONE status message per job, edited in place at most every
+`interval` seconds (the final state is always shown), a preview photo once, then the result.
+
+`StatusBoard.on_event` is the JobManager's `on_event`. State lives in memory per job; after a
+restart the status message id is read back from the job's meta (`status_msg`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from telegram import InlineKeyboardMarkup
+from telegram.error import BadRequest, Forbidden, TelegramError
+
+from bot import keyboards, texts
+from bot.handlers.common import safe_edit_text, with_retries
+
+if TYPE_CHECKING:
+    from bot.handlers.common import AnyApplication, Services
+
+log = logging.getLogger(__name__)
+
+# how far along a job is: a status never goes back to an earlier phase
+QUEUED, STARTED, RUNNING, FINAL = range(4)
+
+
+@dataclass
+class _Status:
+    job_id: str
+    chat_id: int
+    message_id: int | None = None
+    phase: int = QUEUED
+    text: str = ""
+    markup: InlineKeyboardMarkup | None = None
+    shown_text: str | None = None
+    last_edit: float = 0.0
+    flush: asyncio.Task[Any] | None = None
+    preview_sent: bool = False
+    position: int | None = None
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class StatusBoard:
+    def __init__(self, interval: float = 3.0, poll_interval: float = 3.0) -> None:
+        self.interval = interval
+        self.poll_interval = poll_interval
+        self._app: AnyApplication | None = None
+        self._services: Services | None = None
+        self._jobs: dict[str, _Status] = {}
+        self._poller: asyncio.Task[Any] | None = None
+
+    # -- wiring -----------------------------------------------------------------------------
+    def attach(self, app: AnyApplication, services: Services) -> None:
+        self._app = app
+        self._services = services
+        self._poller = asyncio.get_running_loop().create_task(
+            self._poll_positions(), name="stylebot-status-poller"
+        )
+
+    async def close(self) -> None:
+        tasks = [t for t in [self._poller, *(s.flush for s in self._jobs.values())] if t]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._poller = None
+
+    @property
+    def services(self) -> Services:
+        if self._services is None:
+            raise RuntimeError("status board not attached")
+        return self._services
+
+    @property
+    def bot(self) -> Any:
+        if self._app is None:
+            raise RuntimeError("status board not attached")
+        return self._app.bot
+
+    def tracked(self) -> list[str]:
+        return list(self._jobs)
+
+    # -- entry points -----------------------------------------------------------------------
+    async def job_submitted(self, job_id: str, chat_id: int, position: int) -> None:
+        """Called right after `submit`: shows "queued" unless the job is already further."""
+        st = self._status(job_id, chat_id, None)
+        await self._show(st, QUEUED, texts.queued(position), keyboards.cancel_keyboard(job_id))
+        st.position = position
+
+    async def on_event(self, event: Any) -> None:
+        """The JobManager's callback. Never raises (a failing Telegram call is logged)."""
+        try:
+            await self._on_event(event)
+        except Exception:
+            log.exception("status update for job %s failed", getattr(event.job, "id", "?"))
+
+    async def _on_event(self, event: Any) -> None:
+        job = event.job
+        kind = event.kind
+        st = self._status(job.id, job.chat_id, job.meta.get("status_msg"))
+        cancel = keyboards.cancel_keyboard(job.id)
+        if kind == "queued":
+            position = event.position if event.position is not None else 1
+            st.position = position
+            await self._show(st, QUEUED, texts.queued(position), cancel)
+        elif kind == "started":
+            await self._show(st, STARTED, texts.STARTING, cancel)
+        elif kind == "progress" and event.progress is not None:
+            progress = event.progress
+            await self._show(st, RUNNING, texts.progress(progress.fraction, progress.eta), cancel)
+            if progress.preview and not st.preview_sent:
+                st.preview_sent = True
+                await self._send_preview(st, progress.preview)
+        elif kind == "done":
+            await self._finish(st, job, event.result)
+        elif kind == "failed":
+            reason = str(event.error) if event.error else "something went wrong"
+            await self._show(st, FINAL, texts.failed(reason), None)
+            self._forget(job.id)
+        elif kind == "cancelled":
+            await self._show(st, FINAL, texts.CANCELLED, None)
+            self._forget(job.id)
+
+    # -- internals --------------------------------------------------------------------------
+    def _status(self, job_id: str, chat_id: int, message_id: Any) -> _Status:
+        st = self._jobs.get(job_id)
+        if st is None:
+            st = self._jobs[job_id] = _Status(job_id=job_id, chat_id=chat_id)
+            if isinstance(message_id, int):
+                st.message_id = message_id
+        return st
+
+    def _forget(self, job_id: str) -> None:
+        st = self._jobs.pop(job_id, None)
+        if st is not None and st.flush is not None:
+            st.flush.cancel()
+
+    async def _show(
+        self, st: _Status, phase: int, text: str, markup: InlineKeyboardMarkup | None
+    ) -> None:
+        async with st.lock:
+            if phase < st.phase or (st.phase == FINAL and st.shown_text is not None):
+                return
+            st.phase = phase
+            st.text = text
+            st.markup = markup
+            if st.message_id is None:
+                await self._send_status(st)
+                return
+            wait = st.last_edit + self.interval - time.monotonic()
+            if phase == FINAL or wait <= 0:
+                if st.flush is not None:
+                    st.flush.cancel()
+                    st.flush = None
+                await self._edit(st)
+            elif st.flush is None:
+                st.flush = asyncio.get_running_loop().create_task(self._flush_later(st, wait))
+
+    async def _flush_later(self, st: _Status, wait: float) -> None:
+        await asyncio.sleep(wait)
+        async with st.lock:
+            st.flush = None
+            if st.shown_text != st.text:
+                await self._edit(st)
+
+    async def _send_status(self, st: _Status) -> None:
+        try:
+            message = await with_retries(
+                lambda: self.bot.send_message(
+                    chat_id=st.chat_id, text=st.text, reply_markup=st.markup
+                ),
+                what="status",
+            )
+        except (BadRequest, Forbidden) as exc:
+            log.info("cannot send status of job %s: %s", st.job_id, exc)
+            return
+        st.message_id = message.message_id
+        st.shown_text = st.text
+        st.last_edit = time.monotonic()
+        with contextlib.suppress(Exception):
+            await self.services.storage.update_job_meta(
+                st.job_id, {"status_msg": message.message_id}
+            )
+
+    async def _edit(self, st: _Status) -> None:
+        assert st.message_id is not None
+        st.last_edit = time.monotonic()
+        if await safe_edit_text(self.bot, st.chat_id, st.message_id, st.text, st.markup):
+            st.shown_text = st.text
+
+    async def _send_preview(self, st: _Status, preview: bytes) -> None:
+        try:
+            await with_retries(
+                lambda: self.bot.send_photo(
+                    chat_id=st.chat_id, photo=preview, caption=texts.PREVIEW_CAPTION
+                ),
+                what="preview",
+            )
+        except TelegramError as exc:
+            log.info("preview of job %s not sent: %s", st.job_id, exc)
+
+    async def _finish(self, st: _Status, job: Any, result: Any) -> None:
+        meta = job.meta
+        seconds = 0.0
+        if result is not None and result.timings:
+            seconds = float(result.timings.get("total", 0.0))
+        if not seconds and job.started_at:
+            seconds = max(0.0, (job.finished_at or time.time()) - job.started_at)
+        await self._show(st, FINAL, texts.done(seconds), None)
+        self._forget(job.id)
+        if result is None:
+            return
+        pair = meta.get("pair")
+        if isinstance(pair, str):
+            await asyncio.to_thread(self.services.pairs.save_result, pair, job.id, result.image)
+        strength = int(meta.get("strength", 3))
+        colors = bool(meta.get("colors", False))
+        caption = texts.result_caption(
+            style=str(meta.get("style_name", "your style")),
+            strength=strength,
+            colors=colors,
+            seconds=seconds,
+            width=result.width,
+            height=result.height,
+        )
+        markup = keyboards.result_keyboard(
+            job.id, strength=strength, colors=colors, can_save=meta.get("preset_id") is None
+        )
+        try:
+            message = await with_retries(
+                lambda: self.bot.send_photo(
+                    chat_id=job.chat_id, photo=result.image, caption=caption, reply_markup=markup
+                ),
+                what="result",
+            )
+        except (BadRequest, Forbidden) as exc:
+            log.warning("result of job %s not delivered: %s", job.id, exc)
+            return
+        with contextlib.suppress(Exception):
+            await self.services.storage.update_job_meta(job.id, {"result_msg": message.message_id})
+
+    async def _poll_positions(self) -> None:
+        """Queue positions change without events when others finish: refresh them."""
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                jobs = self.services.jobs
+            except RuntimeError:
+                continue
+            for job_id, st in list(self._jobs.items()):
+                if st.phase != QUEUED or st.message_id is None:
+                    continue
+                try:
+                    position = jobs.position(job_id)
+                except Exception:
+                    continue
+                if position is None or position <= 0 or position == st.position:
+                    continue
+                st.position = position
+                await self._show(
+                    st, QUEUED, texts.queued(position), keyboards.cancel_keyboard(job_id)
+                )

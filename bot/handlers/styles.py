@@ -1,0 +1,214 @@
+"""Styles and presets: /presets, /style, /save, /delete, each built-in preset's own command,
+and the unknown-command fallback (admin commands answer like it for everyone else)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+from telegram import Update
+
+from bot import keyboards, texts
+from bot.handlers.common import Context, Services, get_services, reply
+from bot.handlers.jobflow import StyleRef, start_job, user_recipe
+
+log = logging.getLogger(__name__)
+COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
+OFF_WORDS = frozenset({"off", "none", "no", "stop"})
+
+
+def _args(context: Context) -> str:
+    return " ".join(context.args or []).strip()
+
+
+async def _ensure_user(update: Update, services: Services) -> Any:
+    user = update.effective_user
+    chat = update.effective_chat
+    assert user is not None and chat is not None
+    return await services.storage.ensure_user(user.id, chat.id, user.full_name)
+
+
+async def cmd_presets(update: Update, context: Context) -> None:
+    services = get_services(context)
+    user = await _ensure_user(update, services)
+    await send_presets_list(update, services, user.user_id)
+
+
+async def send_presets_list(update: Update, services: Services, user_id: int) -> None:
+    presets = await services.storage.list_presets(user_id)
+    if not presets:
+        await reply(update, texts.NO_PRESETS)
+        return
+    own = sum(1 for p in presets if p.owner_id == user_id)
+    await reply(
+        update,
+        texts.presets_header(own, len(presets) - own),
+        reply_markup=keyboards.presets_list_keyboard(presets, user_id=user_id),
+    )
+
+
+async def cmd_style(update: Update, context: Context) -> None:
+    services = get_services(context)
+    user = await _ensure_user(update, services)
+    name = _args(context)
+    if not name:
+        presets = await services.storage.list_presets(user.user_id)
+        active = None
+        if user.active_preset_id is not None:
+            preset = await services.storage.get_preset(user.active_preset_id)
+            active = preset.name if preset else None
+        await reply(
+            update,
+            texts.style_list(
+                [p.name for p in presets if p.owner_id is not None],
+                [p.name for p in presets if p.owner_id is None],
+                active,
+            ),
+        )
+        return
+    if name.lower() in OFF_WORDS:
+        await services.storage.update_user_settings(user.user_id, active_preset_id=None)
+        await reply(update, texts.STYLE_OFF)
+        return
+    await activate_preset_by_name(update, context, services, name)
+
+
+async def activate_preset_by_name(
+    update: Update, context: Context, services: Services, name: str
+) -> bool:
+    user = update.effective_user
+    assert user is not None
+    preset = await services.storage.find_preset(name, user.id)
+    if preset is None:
+        await reply(update, texts.preset_not_found(name))
+        return False
+    await activate_preset(update, context.bot, services, preset)
+    return True
+
+
+async def activate_preset(update: Update, bot: Any, services: Services, preset: Any) -> None:
+    """Make `preset` the active style; a waiting photo is painted with it at once."""
+    tg_user = update.effective_user
+    chat = update.effective_chat
+    assert tg_user is not None and chat is not None
+    storage = services.storage
+    user = await storage.ensure_user(tg_user.id, chat.id, tg_user.full_name)
+    user = await storage.update_user_settings(user.user_id, active_preset_id=preset.id)
+    async with services.chat_lock(chat.id):
+        waiting = await storage.get_pending(chat.id, "content")
+        await reply(update, texts.style_activated(preset.name, waiting is not None))
+        if waiting is not None:
+            pair = await asyncio.to_thread(services.pairs.create, tg_user.id, chat.id, waiting)
+            await storage.clear_pending(chat.id, "content")
+            await start_job(
+                services,
+                bot,
+                user_id=tg_user.id,
+                chat_id=chat.id,
+                pair=pair,
+                style=StyleRef(preset.name, preset_id=preset.id),
+                recipe=user_recipe(services, user),
+            )
+
+
+async def cmd_save(update: Update, context: Context) -> None:
+    services = get_services(context)
+    chat = update.effective_chat
+    assert chat is not None
+    await _ensure_user(update, services)
+    name = _args(context)
+    if not name:
+        await reply(update, texts.SAVE_USAGE)
+        return
+    style = await services.storage.get_pending(chat.id, "style")
+    if style is None:
+        await reply(update, texts.SAVE_NOTHING)
+        return
+    await save_own_preset(update, services, name, style)
+
+
+async def save_own_preset(update: Update, services: Services, name: str, image: bytes) -> Any:
+    """Save `image` as the user's preset `name`, answering in every case. Returns the preset."""
+    from bot.storage import DuplicateName, InvalidValue, TooManyPresets
+
+    user = update.effective_user
+    assert user is not None
+    if not name:
+        await reply(update, texts.SAVE_USAGE)
+        return None
+    try:
+        preset = await services.storage.add_preset(
+            user.id, name, image, max_per_owner=services.settings.max_presets_per_user
+        )
+    except DuplicateName:
+        await reply(update, texts.duplicate_preset(name.strip()))
+        return None
+    except TooManyPresets as exc:
+        await reply(update, texts.too_many_presets(exc.limit))
+        return None
+    except InvalidValue as exc:  # InvalidName, ImageTooLarge
+        await reply(update, texts.name_refused(str(exc)))
+        return None
+    await reply(update, texts.preset_saved(preset.name))
+    return preset
+
+
+async def cmd_delete(update: Update, context: Context) -> None:
+    services = get_services(context)
+    user = await _ensure_user(update, services)
+    name = _args(context)
+    if not name:
+        await reply(update, texts.DELETE_USAGE)
+        return
+    own = await services.storage.list_presets(user.user_id, include_global=False)
+    from bot.storage import preset_name_key
+
+    key = preset_name_key(name)
+    match = next((p for p in own if preset_name_key(p.name) == key), None)
+    if match is None:
+        found = await services.storage.find_preset(name, user.user_id)
+        if found is not None:
+            await reply(update, texts.preset_not_yours(found.name))
+        else:
+            await reply(update, texts.preset_not_found(name))
+        return
+    await services.storage.delete_preset(match.id, user.user_id)
+    await reply(update, texts.preset_deleted(match.name))
+
+
+async def on_unknown_command(update: Update, context: Context) -> None:
+    """A command no handler took: a preset's own command (/starry_night), else a hint."""
+    message = update.effective_message
+    user = update.effective_user
+    if message is None or user is None or not message.text:
+        return
+    services = get_services(context)
+    command = message.text.split()[0][1:].split("@", 1)[0].lower()
+    if COMMAND_NAME.match(command):
+        preset = await services.storage.find_preset(command, user.id)
+        if preset is not None:
+            await activate_preset(update, context.bot, services, preset)
+            return
+    await reply(update, texts.UNKNOWN_COMMAND)
+
+
+async def add_builtin_from_picture(
+    update: Update, services: Services, name: str, image: bytes
+) -> None:
+    """Admin: a picture captioned /addpreset NAME becomes a built-in preset."""
+    from bot.storage import DuplicateName, InvalidValue
+
+    if not name:
+        await reply(update, texts.ADDPRESET_USAGE)
+        return
+    try:
+        preset = await services.storage.add_preset(None, name, image)
+    except DuplicateName:
+        await reply(update, texts.duplicate_preset(name.strip()))
+        return
+    except InvalidValue as exc:
+        await reply(update, texts.name_refused(str(exc)))
+        return
+    await reply(update, texts.builtin_added(preset.name))
