@@ -243,9 +243,7 @@ async def test_the_real_engine_through_celery(
         result = await asyncio.wait_for(
             executor.run(JobSpec("celery-engine", photo, [style], params)), 180
         )
-        print(
-            f"\nreal engine via Celery, worker start included: {time.perf_counter() - t0:.1f} s"
-        )
+        print(f"\nreal engine via Celery, worker start included: {time.perf_counter() - t0:.1f} s")
         assert result.image[:2] == b"\xff\xd8" and max(result.width, result.height) == 64
         assert completions(redis_server.url, "celery-engine") == 1
     finally:
