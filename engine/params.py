@@ -47,7 +47,9 @@ class ParamsError(ValueError):
     """A parameter is outside what the engine accepts; the message names it."""
 
 
-def style_weight_for_strength(strength: float, content_weight: float = REFERENCE_CONTENT_WEIGHT) -> float:
+def style_weight_for_strength(
+    strength: float, content_weight: float = REFERENCE_CONTENT_WEIGHT
+) -> float:
     """The style weight that puts the style/content ratio at `strength` (content weight fixed)."""
     reference_ratio = REFERENCE_STYLE_WEIGHT / REFERENCE_CONTENT_WEIGHT
     ratio = reference_ratio * RATIO_FACTOR_PER_LEVEL ** (strength - REFERENCE_STRENGTH)
@@ -128,7 +130,10 @@ class StyleParams:
             if not condition:
                 raise ParamsError(message)
 
-        need(MIN_SIZE <= self.size <= MAX_SIZE, f"size must be {MIN_SIZE}–{MAX_SIZE} px, not {self.size}")
+        need(
+            MIN_SIZE <= self.size <= MAX_SIZE,
+            f"size must be {MIN_SIZE}–{MAX_SIZE} px, not {self.size}",
+        )
         need(
             MIN_STRENGTH <= self.strength <= MAX_STRENGTH,
             f"strength must be {MIN_STRENGTH:g}–{MAX_STRENGTH:g}, not {self.strength:g}",
@@ -136,17 +141,27 @@ class StyleParams:
         need(self.content_weight >= 0, "content weight must be ≥ 0")
         need(self.style_weight is None or self.style_weight >= 0, "style weight must be ≥ 0")
         need(self.tv_weight >= 0, "tv weight must be ≥ 0")
-        need(self.optimizer in ("lbfgs", "adam"), f"optimizer must be lbfgs or adam, not {self.optimizer!r}")
+        need(
+            self.optimizer in ("lbfgs", "adam"),
+            f"optimizer must be lbfgs or adam, not {self.optimizer!r}",
+        )
         need(1 <= self.scales <= 5, "scales must be 1–5")
         need(
             self.steps is None or (len(self.steps) >= 1 and all(s >= 0 for s in self.steps)),
             "steps must be non-negative numbers",
         )
         need(self.learning_rate > 0, "learning rate must be > 0")
-        need(32 <= self.min_scale_side <= self.size, "min scale side must be 32 px or more, up to size")
-        need(len(self.content_layers) >= 1 and len(self.style_layers) >= 1, "layers must not be empty")
         need(
-            self.style_blend is None or (all(w >= 0 for w in self.style_blend) and sum(self.style_blend) > 0),
+            32 <= self.min_scale_side <= self.size,
+            "min scale side must be 32 px or more, up to size",
+        )
+        need(
+            len(self.content_layers) >= 1 and len(self.style_layers) >= 1,
+            "layers must not be empty",
+        )
+        need(
+            self.style_blend is None
+            or (all(w >= 0 for w in self.style_blend) and sum(self.style_blend) > 0),
             "style blend weights must be ≥ 0 with a positive sum",
         )
         need(self.init in ("content", "noise"), "init must be content or noise")

@@ -1,0 +1,48 @@
+"""The objective of Gatys et al., as pure functions of tensors (no state, no model).
+
+Conventions match the reference recipe: Gram = FᵀF / (H·W) per layer; style loss = mean
+squared Gram difference, averaged over layers (or weighted); content loss = mean squared
+feature difference averaged over content layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import tensorflow as tf
+
+Tensor = Any
+
+
+def gram_matrix(features: Tensor) -> Tensor:
+    """[1, H, W, C] or [H, W, C] features → [C, C] Gram matrix divided by H·W."""
+    channels = tf.shape(features)[-1]
+    flat = tf.reshape(features, [-1, channels])
+    positions = tf.cast(tf.shape(flat)[0], flat.dtype)
+    return tf.matmul(flat, flat, transpose_a=True) / positions
+
+
+def style_loss(
+    grams: Sequence[Tensor], targets: Sequence[Tensor], layer_weights: Sequence[float] | None = None
+) -> Tensor:
+    """Weighted sum over layers of the mean squared Gram difference (equal weights: the mean)."""
+    weights = layer_weights or [1.0 / len(grams)] * len(grams)
+    terms = [
+        w * tf.reduce_mean(tf.square(g - t))
+        for w, g, t in zip(weights, grams, targets, strict=True)
+    ]
+    return tf.add_n(terms)
+
+
+def content_loss(features: Sequence[Tensor], targets: Sequence[Tensor]) -> Tensor:
+    """Mean over content layers of the mean squared feature difference."""
+    terms = [tf.reduce_mean(tf.square(f - t)) for f, t in zip(features, targets, strict=True)]
+    return tf.add_n(terms) / float(len(terms))
+
+
+def total_variation(image: Tensor) -> Tensor:
+    """Mean absolute difference between neighbouring pixels (per pixel and channel, 0–255 scale)."""
+    dy = image[:, 1:, :, :] - image[:, :-1, :, :]
+    dx = image[:, :, 1:, :] - image[:, :, :-1, :]
+    return tf.reduce_mean(tf.abs(dy)) + tf.reduce_mean(tf.abs(dx))

@@ -1,0 +1,159 @@
+"""The style-transfer objective, compiled once per process and reused for every job.
+
+The optimisation variable is the picture itself in RGB 0–255; VGG preprocessing (RGB→BGR,
+ImageNet means) happens inside the graph, so pixel bounds are simply [0, 255] — the same box
+as the reference's clipping to the VGG range. The compiled functions take every target as an
+argument and have unknown spatial sizes in their signatures: one trace serves all sizes and
+aspect ratios, so a warm worker never stalls to recompile for a new job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from engine import losses
+from engine.model import get_extractor
+
+VGG_MEANS_BGR = (103.939, 116.779, 123.68)
+Tensor = Any
+
+
+def preprocess(rgb: Tensor) -> Tensor:
+    """[1, H, W, 3] RGB in 0–255 → VGG input (BGR minus the ImageNet means)."""
+    return rgb[..., ::-1] - tf.constant(VGG_MEANS_BGR, dtype=rgb.dtype)
+
+
+@dataclass(frozen=True)
+class Targets:
+    grams: tuple[Tensor, ...]
+    content: tuple[Tensor, ...]
+
+
+@dataclass(frozen=True)
+class LossParts:
+    total: float
+    style: float
+    content: float
+    tv: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"total": self.total, "style": self.style, "content": self.content, "tv": self.tv}
+
+
+class Objective:
+    """Loss and gradient of content_weight·content + style_weight·style + tv_weight·tv."""
+
+    def __init__(
+        self,
+        weights: str | None,
+        style_layers: Sequence[str],
+        content_layers: Sequence[str],
+        *,
+        mixed_precision: bool = False,
+    ) -> None:
+        self.style_layers = tuple(style_layers)
+        self.content_layers = tuple(content_layers)
+        self.mixed_precision = mixed_precision
+        precision = "mixed_bfloat16" if mixed_precision else "float32"
+        self._extractor = get_extractor(weights, self.style_layers + self.content_layers, precision)
+        image = tf.TensorSpec([1, None, None, 3], tf.float32)
+        grams = tuple(tf.TensorSpec([None, None], tf.float32) for _ in self.style_layers)
+        contents = tuple(
+            tf.TensorSpec([1, None, None, None], tf.float32) for _ in self.content_layers
+        )
+        scalar = tf.TensorSpec([], tf.float32)
+        self._features = tf.function(self._features_graph, input_signature=[image], autograph=False)
+        self._loss_and_grad = tf.function(
+            self._loss_and_grad_graph,
+            input_signature=[image, grams, contents, scalar, scalar, scalar],
+            autograph=False,
+        )
+
+    # -- graphs ----------------------------------------------------------------------------
+    def _features_graph(self, rgb: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        x = preprocess(rgb)
+        outputs = [tf.cast(o, tf.float32) for o in self._extractor(x, training=False)]
+        n = len(self.style_layers)
+        return tuple(outputs[:n]), tuple(outputs[n:])
+
+    def _loss_and_grad_graph(
+        self,
+        rgb: Tensor,
+        gram_targets: tuple[Tensor, ...],
+        content_targets: tuple[Tensor, ...],
+        content_weight: Tensor,
+        style_weight: Tensor,
+        tv_weight: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+        with tf.GradientTape() as tape:
+            tape.watch(rgb)
+            style_features, content_features = self._features_graph(rgb)
+            style = losses.style_loss([losses.gram_matrix(f) for f in style_features], gram_targets)
+            content = losses.content_loss(content_features, content_targets)
+            tv = losses.total_variation(rgb)
+            total = content_weight * content + style_weight * style + tv_weight * tv
+        gradient = tape.gradient(total, rgb)
+        return total, gradient, style_weight * style, content_weight * content, tv_weight * tv
+
+    # -- public ------------------------------------------------------------------------------
+    def targets(
+        self, content_rgb: np.ndarray, style_rgbs: Sequence[np.ndarray], blend: Sequence[float]
+    ) -> Targets:
+        """Content features and the blended style Gram matrices (each style at its own size)."""
+        _, content = self._features(tf.constant(content_rgb[None], tf.float32))
+        total = float(sum(blend))
+        grams: list[Tensor] | None = None
+        for style_rgb, weight in zip(style_rgbs, blend, strict=True):
+            style_features, _ = self._features(tf.constant(style_rgb[None], tf.float32))
+            layer_grams = [losses.gram_matrix(f) * (weight / total) for f in style_features]
+            grams = (
+                layer_grams
+                if grams is None
+                else [a + b for a, b in zip(grams, layer_grams, strict=True)]
+            )
+        assert grams is not None
+        return Targets(tuple(grams), tuple(content))
+
+    def evaluate(
+        self,
+        image: np.ndarray,
+        targets: Targets,
+        content_weight: float,
+        style_weight: float,
+        tv_weight: float,
+    ) -> tuple[LossParts, np.ndarray]:
+        """Loss parts and the gradient for an HxWx3 RGB float image."""
+        total, gradient, style, content, tv = self._loss_and_grad(
+            tf.constant(image[None], tf.float32),
+            targets.grams,
+            targets.content,
+            tf.constant(content_weight, tf.float32),
+            tf.constant(style_weight, tf.float32),
+            tf.constant(tv_weight, tf.float32),
+        )
+        parts = LossParts(float(total), float(style), float(content), float(tv))
+        return parts, gradient.numpy()[0]
+
+
+_objectives: dict[tuple[Any, ...], Objective] = {}
+
+
+def get_objective(
+    weights: str | None,
+    style_layers: Sequence[str],
+    content_layers: Sequence[str],
+    *,
+    mixed_precision: bool = False,
+) -> Objective:
+    """One compiled objective per (weights, layers, precision), kept for the life of the process."""
+    key = (weights, tuple(style_layers), tuple(content_layers), mixed_precision)
+    if key not in _objectives:
+        _objectives[key] = Objective(
+            weights, style_layers, content_layers, mixed_precision=mixed_precision
+        )
+    return _objectives[key]

@@ -1,0 +1,253 @@
+"""A whole job: decode, coarse-to-fine optimisation, colour handling, encode.
+
+Coarse-to-fine: the picture is first optimised at a fraction of the size, where a step is
+cheap, then upsampled to start the next scale. Each scale has its own targets (content and
+style resized to that scale), so the last scale optimises exactly the requested objective.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from engine import color
+from engine.api import CancelCheck, Progress, ProgressCallback, Result
+from engine.images import (
+    decode_image,
+    encode_image,
+    from_array,
+    mime_type,
+    resize_long_side,
+    to_array,
+)
+from engine.objective import LossParts, Objective, get_objective
+from engine.optimize import Best, run_adam, run_lbfgs
+from engine.params import ParamsError, StyleParams
+
+PROGRESS_INTERVAL_S = 0.2
+PREVIEW_SIDE = 256
+# A warm start (same pair, another setting) runs only the final scales: the picture is
+# already close, so the cheap coarse scales would only pull it back towards the content.
+WARM_START_SCALES = 1
+
+
+@dataclass(frozen=True)
+class _Scale:
+    index: int
+    side: int
+    steps: int
+
+
+def _resize_array(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Float-exact bicubic resize (no 8-bit rounding between scales)."""
+    import tensorflow as tf
+
+    width, height = size
+    resized = tf.image.resize(rgb[None], (height, width), method="bicubic")[0].numpy()
+    return np.clip(resized, 0.0, 255.0).astype(np.float32)
+
+
+def _scaled(image: Image.Image, side: int) -> np.ndarray:
+    return to_array(resize_long_side(image, side))
+
+
+def _blend(params: StyleParams, count: int) -> tuple[float, ...]:
+    if params.style_blend is None:
+        return (1.0,) * count
+    if len(params.style_blend) != count:
+        raise ParamsError(f"{count} style pictures but {len(params.style_blend)} blend weights")
+    return params.style_blend
+
+
+class _Reporter:
+    """Turns optimiser steps into throttled `Progress` reports with an ETA."""
+
+    def __init__(
+        self, scales: Sequence[_Scale], on_progress: ProgressCallback | None, started: float
+    ) -> None:
+        self.scales = scales
+        self.on_progress = on_progress
+        self.started = started
+        self.total_steps = sum(s.steps for s in scales)
+        self.steps_before = 0
+        self.last_sent = 0.0
+        self.scale_started = started
+        self.current: _Scale = scales[0]
+
+    def begin_scale(self, scale: _Scale) -> None:
+        self.current = scale
+        self.scale_started = time.perf_counter()
+
+    def _eta(self, done_in_scale: int) -> float:
+        if done_in_scale == 0:
+            return 0.0
+        per_step = (time.perf_counter() - self.scale_started) / done_in_scale
+        remaining = (self.current.steps - done_in_scale) * per_step
+        for later in self.scales:
+            if later.index > self.current.index:
+                remaining += later.steps * per_step * (later.side / self.current.side) ** 2
+        return remaining
+
+    def step(self, done_in_scale: int, parts: LossParts, preview: bytes | None = None) -> None:
+        if self.on_progress is None:
+            return
+        now = time.perf_counter()
+        last_of_scale = done_in_scale >= self.current.steps
+        if preview is None and not last_of_scale and now - self.last_sent < PROGRESS_INTERVAL_S:
+            return
+        self.last_sent = now
+        self.on_progress(
+            Progress(
+                scale=self.current.index,
+                scales=len(self.scales),
+                step=self.steps_before + done_in_scale,
+                total_steps=self.total_steps,
+                loss=parts.total,
+                style_loss=parts.style,
+                content_loss=parts.content,
+                tv_loss=parts.tv,
+                elapsed=now - self.started,
+                eta=self._eta(done_in_scale),
+                preview=preview,
+            )
+        )
+
+    def end_scale(self) -> None:
+        self.steps_before += self.current.steps
+
+
+def _optimise_scale(
+    objective: Objective,
+    params: StyleParams,
+    content: np.ndarray,
+    styles: Sequence[np.ndarray],
+    start: np.ndarray,
+    scale: _Scale,
+    reporter: _Reporter,
+    should_cancel: CancelCheck | None,
+) -> Best:
+    targets = objective.targets(content, styles, _blend(params, len(styles)))
+    content_weight = params.content_weight
+    style_weight = params.effective_style_weight
+    tv_weight = params.tv_weight
+
+    def evaluate(image: np.ndarray) -> tuple[LossParts, np.ndarray]:
+        return objective.evaluate(image, targets, content_weight, style_weight, tv_weight)
+
+    if params.optimizer == "adam":
+        return run_adam(
+            evaluate, start, scale.steps, learning_rate=params.learning_rate,
+            on_step=reporter.step, should_cancel=should_cancel,
+        )  # fmt: skip
+    return run_lbfgs(
+        evaluate, start, scale.steps, on_step=reporter.step, should_cancel=should_cancel
+    )
+
+
+def run_pipeline(
+    content: bytes,
+    styles: Sequence[bytes],
+    params: StyleParams,
+    *,
+    init: bytes | None = None,
+    on_progress: ProgressCallback | None = None,
+    should_cancel: CancelCheck | None = None,
+    weights: str | None = None,
+) -> Result:
+    started = time.perf_counter()
+    if not styles:
+        raise ParamsError("at least one style picture is needed")
+    content_image = decode_image(content, max_side=params.size)
+    style_images = [decode_image(s, max_side=params.size) for s in styles]
+    init_image = decode_image(init, max_side=params.size) if init is not None else None
+    decoded = time.perf_counter()
+
+    objective = get_objective(
+        weights, params.style_layers, params.content_layers, mixed_precision=params.mixed_precision
+    )
+    built = time.perf_counter()
+
+    sides = params.scale_sizes()
+    steps = params.steps_per_scale[-len(sides) :]
+    scales = [_Scale(i, side, n) for i, (side, n) in enumerate(zip(sides, steps, strict=True))]
+    if init_image is not None:
+        scales = [_Scale(i, s.side, s.steps) for i, s in enumerate(scales[-WARM_START_SCALES:])]
+    reporter = _Reporter(scales, on_progress, started)
+
+    image: np.ndarray | None = None
+    best: Best | None = None
+    content_rgb = _scaled(content_image, params.size)
+    for scale in scales:
+        if should_cancel is not None and should_cancel():
+            from engine.errors import Cancelled
+
+            raise Cancelled()
+        scale_content = _scaled(content_image, scale.side)
+        scale_styles = [_scaled(s, scale.side) for s in style_images]
+        if params.preserve_colors:
+            scale_styles = [color.matched_luminance_as_rgb(s, scale_content) for s in scale_styles]
+            scale_content = color.luminance_as_rgb(scale_content)
+        height, width = scale_content.shape[:2]
+        if image is not None:
+            start = _resize_array(image, (width, height))
+        elif init_image is not None:
+            start = _scaled(init_image, scale.side)
+            start = _resize_array(start, (width, height))
+            if params.preserve_colors:
+                start = color.luminance_as_rgb(start)
+        elif params.init == "noise":
+            start = (
+                np.random.default_rng(params.seed)
+                .uniform(0, 255, scale_content.shape)
+                .astype(np.float32)
+            )
+        else:
+            start = scale_content.copy()
+        reporter.begin_scale(scale)
+        best = _optimise_scale(
+            objective, params, scale_content, scale_styles, start, scale, reporter, should_cancel
+        )
+        image = best.image
+        if params.preview and scale.index < len(scales) - 1 and on_progress is not None:
+            preview = encode_image(
+                resize_long_side(from_array(image), PREVIEW_SIDE), "jpeg", quality=80
+            )
+            reporter.step(scale.steps, best.parts, preview=preview)
+        reporter.end_scale()
+    optimised = time.perf_counter()
+
+    assert image is not None and best is not None
+    if params.preserve_colors:
+        image = color.recombine(image, _resize_array(content_rgb, (image.shape[1], image.shape[0])))
+    output = from_array(image)
+    data = encode_image(output, params.output_format)
+    finished = time.perf_counter()
+    return Result(
+        image=data,
+        width=output.width,
+        height=output.height,
+        losses=best.parts.as_dict(),
+        timings={
+            "decode": decoded - started,
+            "model": built - decoded,
+            "optimize": optimised - built,
+            "encode": finished - optimised,
+            "total": finished - started,
+        },
+        mime_type=mime_type(params.output_format),
+    )
+
+
+def warm_up(weights: str | None = None, params: StyleParams | None = None) -> None:
+    """Build the model and trace the compiled functions once on a tiny picture."""
+    params = params or StyleParams()
+    objective = get_objective(
+        weights, params.style_layers, params.content_layers, mixed_precision=params.mixed_precision
+    )
+    tiny = np.full((64, 64, 3), 128.0, np.float32)
+    targets = objective.targets(tiny, [tiny], (1.0,))
+    objective.evaluate(tiny, targets, 1.0, 1.0, 0.0)
