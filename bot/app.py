@@ -56,6 +56,7 @@ def build_application(
         .media_write_timeout(60.0)
         .pool_timeout(10.0)
         .post_init(post_init)
+        .post_stop(post_stop)
         .post_shutdown(post_shutdown)
     )
     app = builder.build()
@@ -103,20 +104,30 @@ async def post_init(app: AnyApplication) -> None:
     log.info("stylebot is up (executor %s)", type(services.executor).__name__)
 
 
-async def post_shutdown(app: AnyApplication) -> None:
-    services = get_services(app)
-    for task in list(services.tasks):
-        task.cancel()
-    for task in list(services.tasks):
-        with contextlib.suppress(asyncio.CancelledError, Exception):
-            await task
-    await services.status.close()
+async def post_stop(app: AnyApplication) -> None:
+    """While the bot can still talk: stop taking jobs and deliver the last status events."""
+    await _stop_jobs(get_services(app))
+
+
+async def _stop_jobs(services: Services) -> None:
     if services._jobs is not None:
         try:
             await services._jobs.stop()
         except Exception:
             log.exception("stopping the job manager failed")
         services._jobs = None
+    await services.status.close()
+
+
+async def post_shutdown(app: AnyApplication) -> None:
+    """Stop everything post_init started, in reverse (also when start-up failed half-way)."""
+    services = get_services(app)
+    for task in list(services.tasks):
+        task.cancel()
+    for task in list(services.tasks):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+    await _stop_jobs(services)
     if services.executor is not None:
         try:
             await services.executor.close()
@@ -157,4 +168,4 @@ async def _housekeeping(services: Services) -> None:
         await asyncio.sleep(PRUNE_EVERY_S)
 
 
-__all__ = ["Application", "Update", "build_application", "post_init", "post_shutdown"]
+__all__ = ["Application", "Update", "build_application", "post_init", "post_shutdown", "post_stop"]

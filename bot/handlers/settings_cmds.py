@@ -70,10 +70,9 @@ async def cmd_status(update: Update, context: Context) -> None:
     jobs = services.jobs
     positions = []
     for job_id in jobs.active_jobs(user.user_id):
-        try:
-            positions.append(int(jobs.position(job_id)))
-        except Exception:
-            continue
+        position = jobs.position(job_id)
+        if position is not None:
+            positions.append(position)
     active = None
     if user.active_preset_id is not None:
         preset = await services.storage.get_preset(user.active_preset_id)
