@@ -572,3 +572,22 @@ async def test_real_engine_paints_two_photos(settings: Any, fake_telegram: FakeT
         assert result.photo is not None
         with Image.open(io.BytesIO(result.photo)) as im:
             assert max(im.size) == 64
+
+
+async def test_a_crash_is_logged_and_the_user_gets_a_reference(
+    settings: Any, fake_telegram: FakeTelegram, monkeypatch: pytest.MonkeyPatch, caplog: Any
+) -> None:
+    def broken(_: Any) -> str:
+        raise RuntimeError(f"boom with {settings.token}")
+
+    monkeypatch.setattr(texts, "help_text", broken)
+    async with running_bot(settings, executor=QuickExecutor()):
+        user = fake_telegram.user(1001)
+        await user.send_text("/help")
+        reply = await user.wait_for_message()
+        assert (reply.text or "").startswith("Sorry, something failed on my side (reference ")
+        ref = (reply.text or "").split("reference ")[1].split(")")[0]
+        assert any(ref in r.getMessage() and r.exc_info for r in caplog.records)
+        # the bot keeps working
+        await user.send_text("/start")
+        await user.wait_for_message(lambda v: v.text == texts.START)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
+
+import pytest
 
 from bot import texts
 from bot.logs import RedactTokenFilter, setup_logging
@@ -91,3 +94,48 @@ def test_setup_logging_redacts_and_quiets_http_loggers() -> None:
     out = stream.getvalue()
     assert TOKEN not in out
     assert out.count("<token>") >= 2
+
+
+# -- Telegram call retries ----------------------------------------------------------------------
+async def test_with_retries_retries_flood_and_network_but_never_400(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
+
+    from bot.handlers import common
+
+    sleeps: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+
+    errors: list[Exception] = [RetryAfter(2), TimedOut(), NetworkError("reset")]
+
+    async def flaky() -> str:
+        if errors:
+            raise errors.pop(0)
+        return "ok"
+
+    assert await common.with_retries(flaky) == "ok"
+    assert len(sleeps) == 3 and sleeps[0] >= 2.0
+
+    calls = 0
+
+    async def bad_request() -> None:
+        nonlocal calls
+        calls += 1
+        raise BadRequest("Bad Request: chat not found")
+
+    with pytest.raises(BadRequest):
+        await common.with_retries(bad_request)
+    assert calls == 1
+
+    async def not_modified(**_: object) -> None:
+        raise BadRequest("Bad Request: message is not modified: same content")
+
+    class FakeBot:
+        edit_message_text = staticmethod(not_modified)
+
+    assert await common.safe_edit_text(FakeBot(), 1, 2, "x") is True
