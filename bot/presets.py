@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 import urllib.error
 import urllib.request
@@ -24,6 +23,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from bot.settings import load_data_dir
 
 if TYPE_CHECKING:
     from bot.storage import Preset, Storage
@@ -77,12 +78,6 @@ def load_catalog(path: Path = CATALOG_PATH) -> list[CatalogEntry]:
 def catalog_entry(name: str) -> CatalogEntry | None:
     key = name.strip().lower()
     return next((e for e in load_catalog() if e.name == key), None)
-
-
-def data_dir_from_env(env: dict[str, str] | None = None) -> Path:
-    """The data directory as bot.settings reads it (without requiring the token)."""
-    env = dict(os.environ) if env is None else env
-    return Path(env.get("STYLEBOT_DATA_DIR", "").strip() or "data")
 
 
 async def import_image(
@@ -198,7 +193,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     many.add_argument("--replace", action="store_true")
     sub.add_parser("list", help="list the built-in presets in the database")
     args = parser.parse_args(argv)
-    data_dir = data_dir_from_env()
+    data_dir = load_data_dir()
 
     try:
         if args.command == "fetch":

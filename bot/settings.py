@@ -42,6 +42,8 @@ class Settings:
     max_presets_per_user: int = 50
     job_timeout: float = 600.0
     rate_limit_per_minute: int = 30
+    celery_capacity: int = 2
+    """Jobs the bot keeps in flight on Celery at once (the workers decide the real parallelism)."""
 
     @property
     def base_url(self) -> str:
@@ -98,6 +100,12 @@ def _sizes(max_side: int) -> tuple[int, ...]:
     return (*offered, max_side)
 
 
+def load_data_dir(env: Mapping[str, str] | None = None) -> Path:
+    """STYLEBOT_DATA_DIR alone, for tools that need no token (e.g. `python -m bot.presets`)."""
+    env = os.environ if env is None else env
+    return Path(env.get("STYLEBOT_DATA_DIR", "").strip() or "data")
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and check every setting. Raises `SettingsError` with a one-line message."""
     env = os.environ if env is None else env
@@ -115,7 +123,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     api_url = env.get("TELEGRAM_API_URL", "").strip().rstrip("/") or OFFICIAL_API_URL
     if not re.match(r"^https?://[^\s/]+", api_url):
-        raise SettingsError(f"TELEGRAM_API_URL must start with http:// or https://, not {api_url!r}")
+        raise SettingsError(
+            f"TELEGRAM_API_URL must start with http:// or https://, not {api_url!r}"
+        )
 
     weights = env.get("STYLEBOT_WEIGHTS", "").strip() or "imagenet"
     if weights not in ("imagenet", "random") and not Path(weights).is_file():
@@ -133,18 +143,22 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         if not part:
             continue
         if not part.lstrip("-").isdigit():
-            raise SettingsError(f"STYLEBOT_ADMINS must be comma-separated Telegram user ids, not {part!r}")
+            raise SettingsError(
+                f"STYLEBOT_ADMINS must be comma-separated Telegram user ids, not {part!r}"
+            )
         admins.add(int(part))
 
     log_level = (env.get("STYLEBOT_LOG_LEVEL", "").strip() or "INFO").upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
-        raise SettingsError(f"STYLEBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}")
+        raise SettingsError(
+            f"STYLEBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}"
+        )
 
     max_side = _int(env, "STYLEBOT_MAX_SIDE", DEFAULTS.size, MIN_SIZE, MAX_SIZE)
     return Settings(
         token=token,
         api_url=api_url,
-        data_dir=Path(env.get("STYLEBOT_DATA_DIR", "").strip() or "data"),
+        data_dir=load_data_dir(env),
         weights=weights,
         max_side=max_side,
         sizes=_sizes(max_side),
@@ -158,4 +172,5 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_presets_per_user=_int(env, "STYLEBOT_MAX_PRESETS_PER_USER", 50, 1, 10_000),
         job_timeout=_float(env, "STYLEBOT_JOB_TIMEOUT", 600.0, 1.0),
         rate_limit_per_minute=_int(env, "STYLEBOT_RATE_LIMIT", 30, 1, 100_000),
+        celery_capacity=_int(env, "STYLEBOT_CELERY_CAPACITY", 2, 1, 1000),
     )

@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from bot.settings import Settings
 
 __all__ = [
-    "DEFAULT_CELERY_CAPACITY",
     "Executor",
     "ExecutorError",
     "ExecutorUnavailable",
@@ -37,7 +36,6 @@ __all__ = [
     "make_executor",
 ]
 
-DEFAULT_CELERY_CAPACITY = 2
 """Jobs the bot keeps in flight with Celery (the real parallelism is the number of workers)."""
 
 
@@ -49,7 +47,7 @@ def make_executor(settings: Settings) -> Executor:
         return CeleryExecutor(
             settings.redis_url,
             job_timeout=settings.job_timeout,
-            capacity=getattr(settings, "celery_capacity", DEFAULT_CELERY_CAPACITY),
+            capacity=settings.celery_capacity,
         )
     if settings.executor == "local":
         from bot.executors.local import LocalExecutor
