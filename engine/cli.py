@@ -7,6 +7,7 @@ stderr and exit code 2; a progress bar shows the loss and the time left.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -103,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="the original objective exactly: content weight 1e3, style weight 1e-2, no TV, colours not kept",
     )  # fmt: skip
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--report", type=Path, default=None,
+        help="also write the losses and timings as JSON to this file",
+    )  # fmt: skip
     return parser
 
 
@@ -182,6 +187,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         bar.close()
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_bytes(result.image)
+        if args.report is not None:
+            report = {
+                "losses": result.losses,
+                "timings": result.timings,
+                "size": [result.width, result.height],
+                "params": params.to_dict(),
+                "process_seconds": time.perf_counter() - started,
+            }
+            args.report.write_text(json.dumps(report, indent=2))
     except (EngineError, ParamsError) as error:
         bar.close()
         print(f"error: {error}", file=sys.stderr)
