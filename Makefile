@@ -13,17 +13,23 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[celery]'
+	$(BIN)/python -m pip install -qq -e '.[celery]'
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[celery,dev]'
+	$(BIN)/python -m pip install -qq -e '.[celery,dev]'
 	touch $@ $(STAMP_RUN)
 
 # Reads .env when present (KEY=VALUE lines), then starts the bot with the embedded defaults:
 # SQLite under ./data and a local process pool.
+# The built-in preset paintings are downloaded once (skipped, with a note, when offline).
 run: $(STAMP_RUN)
-	@set -a; [ -f .env ] && . ./.env; set +a; exec $(BIN)/python -m bot
+	@set -a; [ -f .env ] && . ./.env; set +a; \
+	if [ -n "$${TELEGRAM_BOT_TOKEN:-}" ]; then \
+	  $(BIN)/python -m bot.presets fetch >/dev/null 2>&1 || \
+	  echo "note: built-in style presets could not be downloaded (offline?); see README, Troubleshooting"; \
+	fi; \
+	exec $(BIN)/python -m bot
 
 test: $(STAMP_DEV) lint typecheck pytest
 

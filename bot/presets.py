@@ -216,7 +216,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def _fetch(storage: Storage, args: argparse.Namespace) -> int:
     problems, done = [], 0
+    present = {p.name.lower() for p in await storage.list_global_presets()}
     for entry in load_catalog():
+        if entry.name in present and not args.replace:
+            # Fetching again is harmless: what is already stored is kept (use --replace).
+            print(f"{entry.name}: already in the database")
+            continue
         print(f"fetching {entry.name} …", flush=True)
         try:
             data = await asyncio.to_thread(download, entry.download_url, timeout=args.timeout)
