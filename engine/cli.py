@@ -97,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--mixed-precision", action=argparse.BooleanOptionalAction, default=DEFAULTS.mixed_precision,
-        help="bfloat16 convolutions where the CPU has them (default %(default)s)",
+        help="bfloat16 convolutions (default: on when the CPU has native bfloat16)",
     )  # fmt: skip
     parser.add_argument(
         "--reference", action="store_true",

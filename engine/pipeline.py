@@ -167,7 +167,10 @@ def run_pipeline(
     decoded = time.perf_counter()
 
     objective = get_objective(
-        weights, params.style_layers, params.content_layers, mixed_precision=params.mixed_precision
+        weights,
+        params.style_layers,
+        params.content_layers,
+        mixed_precision=params.use_mixed_precision,
     )
     built = time.perf_counter()
 
@@ -246,7 +249,10 @@ def warm_up(weights: str | None = None, params: StyleParams | None = None) -> No
     """Build the model and trace the compiled functions once on a tiny picture."""
     params = params or StyleParams()
     objective = get_objective(
-        weights, params.style_layers, params.content_layers, mixed_precision=params.mixed_precision
+        weights,
+        params.style_layers,
+        params.content_layers,
+        mixed_precision=params.use_mixed_precision,
     )
     tiny = np.full((64, 64, 3), 128.0, np.float32)
     targets = objective.targets(tiny, [tiny], (1.0,))

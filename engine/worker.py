@@ -60,7 +60,9 @@ def init_worker(weights: str | None = None) -> None:
     if weights in _warmed_up:
         return
     from engine.api import warm_up  # TensorFlow is imported here, in the worker only
+    from engine.hardware import configure_threads
 
+    configure_threads()
     warm_up(weights)
     _warmed_up.add(weights)
 

@@ -53,6 +53,9 @@ from engine.worker import DEFAULT_INITIALIZER, DEFAULT_JOB_FUNCTION, load_callab
 
 log = logging.getLogger(__name__)
 
+# Workers run at a lower priority than the bot so its event loop answers while they paint.
+WORKER_NICENESS = 5
+
 # -- the worker process -------------------------------------------------------------------
 
 
@@ -64,10 +67,16 @@ def _worker_main(
     initializer: str | None,
     job_function: str,
     parent_pid: int,
+    threads: int,
 ) -> None:
     """Entry point of a worker process (spawned, so it starts from a clean interpreter)."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when we stop.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    # Workers share the cores instead of each using all of them, and yield to the bot's
+    # event loop, which must stay responsive while they paint.
+    os.environ.setdefault("STYLEBOT_ENGINE_THREADS", str(threads))
+    with contextlib.suppress(OSError):
+        os.nice(WORKER_NICENESS)
     try:
         function = load_callable(job_function)
         if initializer:
@@ -303,6 +312,7 @@ class LocalExecutor(Executor):
                 self._initializer,
                 self._job_function,
                 os.getpid(),
+                max(1, (os.cpu_count() or 1) // self._size),
             ),
             name=f"stylebot-worker-{slot}",
             daemon=True,
