@@ -77,6 +77,8 @@ class StyleParams:
     learning_rate: float = 5.0
     """Adam only (the reference recipe's lr)."""
     min_scale_side: int = 64
+    coarse_content_boost: float = 3.0
+    """Content weight multiplier on every scale but the last (the last is exact)."""
     content_layers: tuple[str, ...] = CONTENT_LAYERS
     style_layers: tuple[str, ...] = STYLE_LAYERS
     style_blend: tuple[float, ...] | None = None
@@ -156,6 +158,7 @@ class StyleParams:
             f"optimizer must be lbfgs or adam, not {self.optimizer!r}",
         )
         need(1 <= self.scales <= 5, "scales must be 1–5")
+        need(self.coarse_content_boost > 0, "coarse content boost must be > 0")
         need(
             self.steps is None or (len(self.steps) >= 1 and all(s >= 0 for s in self.steps)),
             "steps must be non-negative numbers",

@@ -7,6 +7,7 @@ style resized to that scale), so the last scale optimises exactly the requested 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,9 +31,10 @@ from engine.params import ParamsError, StyleParams
 
 PROGRESS_INTERVAL_S = 0.2
 PREVIEW_SIDE = 256
-# A warm start (same pair, another setting) runs only the final scales: the picture is
-# already close, so the cheap coarse scales would only pull it back towards the content.
-WARM_START_SCALES = 1
+# A warm start (same pair, another setting) runs only the final scale, with a fraction of
+# its steps: the picture is already close to the new optimum, and coarse scales would only
+# blur the detail it has.
+WARM_START_STEP_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class _Scale:
     index: int
     side: int
     steps: int
+    count: int
 
 
 def _resize_array(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -49,6 +52,21 @@ def _resize_array(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     width, height = size
     resized = tf.image.resize(rgb[None], (height, width), method="bicubic")[0].numpy()
     return np.clip(resized, 0.0, 255.0).astype(np.float32)
+
+
+def _upsample_with_detail(previous: np.ndarray, content: np.ndarray) -> np.ndarray:
+    """The previous scale's picture at the content's size, plus the photo's fine detail.
+
+    A coarse scale cannot hold detail finer than its pixels; adding back what the content
+    photo has at that octave (a Laplacian-pyramid level) starts the next scale from a
+    sharp picture instead of a blurred one.
+    """
+    import tensorflow as tf
+
+    height, width = content.shape[:2]
+    low = tf.image.resize(content[None], previous.shape[:2], method="area")
+    detail = content - tf.image.resize(low, (height, width), method="bicubic")[0].numpy()
+    return np.clip(_resize_array(previous, (width, height)) + detail, 0.0, 255.0).astype(np.float32)
 
 
 def _scaled(image: Image.Image, side: int) -> np.ndarray:
@@ -132,6 +150,10 @@ def _optimise_scale(
 ) -> Best:
     targets = objective.targets(content, styles, _blend(params, len(styles)))
     content_weight = params.content_weight
+    if scale.index < scale.count - 1:
+        # Coarse scales favour style (their Gram statistics are larger); holding the content
+        # tighter there hands the final scale a better balanced start.
+        content_weight *= params.coarse_content_boost
     style_weight = params.effective_style_weight
     tv_weight = params.tv_weight
 
@@ -176,9 +198,13 @@ def run_pipeline(
 
     sides = params.scale_sizes()
     steps = params.steps_per_scale[-len(sides) :]
-    scales = [_Scale(i, side, n) for i, (side, n) in enumerate(zip(sides, steps, strict=True))]
+    scales = [
+        _Scale(i, side, n, len(sides)) for i, (side, n) in enumerate(zip(sides, steps, strict=True))
+    ]
     if init_image is not None:
-        scales = [_Scale(i, s.side, s.steps) for i, s in enumerate(scales[-WARM_START_SCALES:])]
+        final = scales[-1]
+        warm_steps = max(1, math.ceil(final.steps * WARM_START_STEP_FRACTION))
+        scales = [_Scale(0, final.side, warm_steps, 1)]
     reporter = _Reporter(scales, on_progress, started)
 
     image: np.ndarray | None = None
@@ -196,7 +222,7 @@ def run_pipeline(
             scale_content = color.luminance_as_rgb(scale_content)
         height, width = scale_content.shape[:2]
         if image is not None:
-            start = _resize_array(image, (width, height))
+            start = _upsample_with_detail(image, scale_content)
         elif init_image is not None:
             start = _scaled(init_image, scale.side)
             start = _resize_array(start, (width, height))
