@@ -271,13 +271,7 @@ class JobManager:
         """Spool the inputs, record the job, queue it; returns the job id."""
         if not styles:
             raise ValueError("a job needs at least one style picture")
-        if self._stopping:
-            raise QueueFull(self._retry_after())
-        if len(self.active_jobs(user_id)) + self._reserved.get(user_id, 0) >= self._max_per_user:
-            raise UserQueueFull(self._max_per_user)
-        waiting = self.queue_length() + sum(self._reserved.values())
-        if waiting >= self._max_queue:
-            raise QueueFull(self._retry_after(waiting))
+        self.check_room(user_id)
         job_id = _new_job_id()
         directory = self._spool_dir / job_id
         self._reserved[user_id] = self._reserved.get(user_id, 0) + 1
@@ -298,6 +292,17 @@ class JobManager:
         self._emit(JobEvent("queued", job, position=self.position(job_id)))
         self._wake()
         return job_id
+
+    def check_room(self, user_id: int) -> None:
+        """Raise `UserQueueFull` or `QueueFull` if `submit` would refuse a job of `user_id` now
+        (callers check before loading a job's pictures; `submit` checks again)."""
+        if self._stopping:
+            raise QueueFull(self._retry_after())
+        if len(self.active_jobs(user_id)) + self._reserved.get(user_id, 0) >= self._max_per_user:
+            raise UserQueueFull(self._max_per_user)
+        waiting = self.queue_length() + sum(self._reserved.values())
+        if waiting >= self._max_queue:
+            raise QueueFull(self._retry_after(waiting))
 
     def position(self, job_id: str) -> int | None:
         """0 = running, 1 = next to run, ...; None when the job is not queued nor running."""
@@ -323,7 +328,10 @@ class JobManager:
 
     def active_jobs(self, user_id: int) -> list[str]:
         """The user's running jobs, then their queued ones in order."""
-        running = [j for j in self._running if self._jobs[j].user_id == user_id]
+        # A job stays in `_running` for a moment after it ended (and left `_jobs`).
+        running = [
+            j for j in self._running if (job := self._jobs.get(j)) and job.user_id == user_id
+        ]
         return running + list(self._queues.get(user_id, ()))
 
     def queue_length(self) -> int:
