@@ -4,9 +4,11 @@ One `Storage` per process, on one SQLite file (WAL, foreign keys on). aiosqlite 
 query on its own thread, so the event loop never blocks on the disk. Every statement here is a
 string literal with `?` parameters: no SQL is ever built from values.
 
-Concurrency: an `asyncio.Lock` serialises every call on the one connection, so transactions
-started by different coroutines never interleave, and no coroutine reads another's uncommitted
-writes. Writes that belong together (a preset and its image, a counted limit and the insert it
+Concurrency: an `asyncio.Lock` serialises every write (and every multi-statement read) on the
+main connection, so transactions started by different coroutines never interleave, and no
+coroutine reads another's uncommitted writes. Single-statement reads run on a second, read-only
+connection with its own lock (WAL lets it read while a write is in progress), so under load a
+quick read such as /start's never waits behind a queue of writes. Writes that belong together (a preset and its image, a counted limit and the insert it
 guards) run in one `BEGIN IMMEDIATE` transaction: a `kill -9` at any moment leaves either all of
 it or none of it.
 
@@ -524,6 +526,8 @@ class Storage:
         self._clock = clock
         self._db: aiosqlite.Connection | None = None
         self._lock = asyncio.Lock()
+        self._reader: aiosqlite.Connection | None = None
+        self._read_lock = asyncio.Lock()
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -545,6 +549,7 @@ class Storage:
         except sqlite3.Error as exc:
             raise StorageError(f"cannot open the database {self.path}: {exc}") from exc
         db.row_factory = sqlite3.Row
+        reader: aiosqlite.Connection | None = None
         try:
             # Pragmas take no parameters; the one value here is an int we validated.
             await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
@@ -559,12 +564,21 @@ class Storage:
             if row is None or row[0] != 1:
                 raise StorageError("this SQLite build does not enforce foreign keys")
             await self._migrate(db)
+            reader = await aiosqlite.connect(
+                self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000
+            )
+            reader.row_factory = sqlite3.Row
+            await reader.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            await reader.execute("PRAGMA query_only = ON")
         except BaseException as exc:
+            if reader is not None:
+                await reader.close()
             await db.close()
             if isinstance(exc, sqlite3.Error):
                 raise StorageError(f"cannot open the database {self.path}: {exc}") from exc
             raise
         self._db = db
+        self._reader = reader
 
     @staticmethod
     async def _user_version(db: aiosqlite.Connection) -> int:
@@ -594,6 +608,10 @@ class Storage:
 
     async def close(self) -> None:
         """Close the connection (waits for a transaction in flight). Safe to call twice."""
+        async with self._read_lock:
+            reader, self._reader = self._reader, None
+            if reader is not None:
+                await reader.close()
         async with self._lock:
             db, self._db = self._db, None
             if db is None:
@@ -625,9 +643,12 @@ class Storage:
 
     @asynccontextmanager
     async def _read(self) -> AsyncIterator[aiosqlite.Connection]:
-        """Exclusive use of the connection for statements in autocommit (one statement each)."""
-        async with self._lock:
-            db = self._conn()
+        """Exclusive use of the read-only connection for statements in autocommit (one
+        statement each, each seeing everything committed before it started)."""
+        async with self._read_lock:
+            db = self._reader
+            if db is None:
+                raise StorageError("storage is not open")
             try:
                 yield db
             except sqlite3.Error as exc:
@@ -662,21 +683,20 @@ class Storage:
                     await db.execute("ROLLBACK")
                 raise StorageError(f"database error: {exc}") from exc
 
+    # `execute_fetchall` is one trip to aiosqlite's thread (execute, fetch and close are three):
+    # under load every trip waits for a turn of the event loop while holding the lock.
     @staticmethod
     async def _one(
         db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()
     ) -> sqlite3.Row | None:
-        async with db.execute(sql, params) as cursor:
-            row: sqlite3.Row | None = await cursor.fetchone()
-        return row
+        rows = list(await db.execute_fetchall(sql, params))
+        return rows[0] if rows else None
 
     @staticmethod
     async def _all(
         db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()
     ) -> list[sqlite3.Row]:
-        async with db.execute(sql, params) as cursor:
-            rows: list[sqlite3.Row] = list(await cursor.fetchall())
-        return rows
+        return list(await db.execute_fetchall(sql, params))
 
     @classmethod
     async def _count(cls, db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> int:
@@ -687,6 +707,10 @@ class Storage:
 
     async def ensure_user(self, user_id: int, chat_id: int, name: str = "") -> User:
         """The user, created with default settings if new; chat id and name kept current."""
+        async with self._read() as db:  # the common case, a known user: one read, no write
+            row = await self._one(db, _SELECT_USER, (user_id,))
+        if row is not None and row["chat_id"] == chat_id and row["name"] == name:
+            return _user(row)
         now = self._clock()
         async with self._tx() as db:
             await db.execute(
