@@ -27,6 +27,10 @@ from bot.settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_RETRIES_ON_FLOOD = 3
+# Replies to what a user just sent are not paced by the bot itself: under a burst of users a
+# 30/s cap on them makes /start wait tens of seconds. Telegram's own flood control still rules
+# (a 429 pauses every request for its retry_after, then retries). What the bot sends on its own
+# (job status, previews, results: "bulk notifications") is paced by the StatusBoard.
 PAIRS_MAX_AGE_DAYS = 7.0
 PRUNE_EVERY_S = 6 * 3600.0
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -48,7 +52,7 @@ def build_application(
         .token(settings.token)
         .base_url(settings.base_url)
         .base_file_url(settings.base_file_url)
-        .rate_limiter(AIORateLimiter(max_retries=MAX_RETRIES_ON_FLOOD))
+        .rate_limiter(AIORateLimiter(overall_max_rate=0, max_retries=MAX_RETRIES_ON_FLOOD))
         .concurrent_updates(True)
         .connect_timeout(10.0)
         .read_timeout(30.0)

@@ -11,9 +11,11 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from aiolimiter import AsyncLimiter
 from telegram import InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, TelegramError
 
@@ -24,9 +26,13 @@ if TYPE_CHECKING:
     from bot.handlers.common import AnyApplication, Services
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # how far along a job is: a status never goes back to an earlier phase
 QUEUED, STARTED, RUNNING, FINAL = range(4)
+NOTIFY_MAX_RATE = 30.0
+"""Messages a second the board sends or edits at most (Telegram's limit for bulk notifications);
+replies to users are not paced by it."""
 
 
 @dataclass
@@ -53,6 +59,7 @@ class StatusBoard:
         self._services: Services | None = None
         self._jobs: dict[str, _Status] = {}
         self._poller: asyncio.Task[Any] | None = None
+        self._pace = AsyncLimiter(NOTIFY_MAX_RATE, 1.0)
 
     # -- wiring -----------------------------------------------------------------------------
     def attach(self, app: AnyApplication, services: Services) -> None:
@@ -169,9 +176,13 @@ class StatusBoard:
             if st.shown_text != st.text:
                 await self._edit(st)
 
+    async def _paced(self, call: Callable[[], Awaitable[T]], what: str) -> T:
+        async with self._pace:
+            return await with_retries(call, what=what)
+
     async def _send_status(self, st: _Status) -> None:
         try:
-            message = await with_retries(
+            message = await self._paced(
                 lambda: self.bot.send_message(
                     chat_id=st.chat_id, text=st.text, reply_markup=st.markup
                 ),
@@ -191,12 +202,14 @@ class StatusBoard:
     async def _edit(self, st: _Status) -> None:
         assert st.message_id is not None
         st.last_edit = time.monotonic()
-        if await safe_edit_text(self.bot, st.chat_id, st.message_id, st.text, st.markup):
+        async with self._pace:
+            edited = await safe_edit_text(self.bot, st.chat_id, st.message_id, st.text, st.markup)
+        if edited:
             st.shown_text = st.text
 
     async def _send_preview(self, st: _Status, preview: bytes) -> None:
         try:
-            await with_retries(
+            await self._paced(
                 lambda: self.bot.send_photo(
                     chat_id=st.chat_id, photo=preview, caption=texts.PREVIEW_CAPTION
                 ),
@@ -233,7 +246,7 @@ class StatusBoard:
             job.id, strength=strength, colors=colors, can_save=meta.get("preset_id") is None
         )
         try:
-            message = await with_retries(
+            message = await self._paced(
                 lambda: self.bot.send_photo(
                     chat_id=job.chat_id, photo=result.image, caption=caption, reply_markup=markup
                 ),
