@@ -38,6 +38,15 @@ def user_recipe(services: Services, user: Any) -> Recipe:
     return Recipe(strength=strength, colors=bool(user.preserve_colors), size=size)
 
 
+async def _style_bytes(services: Services, pair: str, style: StyleRef) -> bytes | None:
+    """The style picture's bytes; raises `PresetNotFound` for a preset that is gone."""
+    if style.preset_id is not None:
+        return await services.storage.preset_image(style.preset_id)
+    if style.file is not None:
+        return await asyncio.to_thread(services.pairs.style, pair, style.file)
+    return None
+
+
 def job_params(services: Services, recipe: Recipe) -> dict[str, Any]:
     params = StyleParams(
         size=recipe.size, strength=float(recipe.strength), preserve_colors=recipe.colors
@@ -69,35 +78,27 @@ async def start_job(
     from bot.jobs import QueueFull, UserQueueFull
     from bot.storage import PresetNotFound
 
-    pairs = services.pairs
-    content = await asyncio.to_thread(pairs.content, pair)
-    style_bytes: bytes | None = None
-    if style.preset_id is not None:
-        try:
-            style_bytes = await services.storage.preset_image(style.preset_id)
-        except PresetNotFound:
-            await send_text(bot, chat_id, texts.preset_not_found(style.name))
-            return None
-    elif style.file is not None:
-        style_bytes = await asyncio.to_thread(pairs.style, pair, style.file)
-    if content is None or style_bytes is None:
-        await send_text(bot, chat_id, texts.RESULT_EXPIRED)
-        return None
-    init = None
-    if init_job is not None:
-        init = await asyncio.to_thread(pairs.result, pair, init_job)
-    meta = {
-        "pair": pair,
-        "style_name": style.name,
-        "preset_id": style.preset_id,
-        "style_file": style.file,
-        "strength": recipe.strength,
-        "colors": recipe.colors,
-        "size": recipe.size,
-        "init_job": init_job if init is not None else None,
-    }
     jobs = services.jobs
     try:
+        jobs.check_room(user_id)  # before reading any picture: under load most are refused here
+        content = await asyncio.to_thread(services.pairs.content, pair)
+        style_bytes = await _style_bytes(services, pair, style)
+        if content is None or style_bytes is None:
+            await send_text(bot, chat_id, texts.RESULT_EXPIRED)
+            return None
+        init = None
+        if init_job is not None:
+            init = await asyncio.to_thread(services.pairs.result, pair, init_job)
+        meta = {
+            "pair": pair,
+            "style_name": style.name,
+            "preset_id": style.preset_id,
+            "style_file": style.file,
+            "strength": recipe.strength,
+            "colors": recipe.colors,
+            "size": recipe.size,
+            "init_job": init_job if init is not None else None,
+        }
         job_id = await jobs.submit(
             user_id,
             chat_id,
@@ -107,6 +108,9 @@ async def start_job(
             meta,
             init=init,
         )
+    except PresetNotFound:
+        await send_text(bot, chat_id, texts.preset_not_found(style.name))
+        return None
     except UserQueueFull as exc:
         limit = getattr(exc, "limit", services.settings.max_jobs_per_user)
         await send_text(bot, chat_id, texts.user_queue_full(int(limit)))
