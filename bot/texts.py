@@ -315,6 +315,9 @@ def internal_error(ref: str) -> str:
     return f"Sorry, something failed on my side (reference {ref}). Please try again."
 
 
+SLOW_DOWN = "Too many taps at once — give me a moment, then try again."
+
+
 def rate_limited(seconds: float) -> str:
     return (
         f"You're sending messages faster than I can take them. "

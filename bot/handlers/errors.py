@@ -10,7 +10,7 @@ from telegram.error import Forbidden, NetworkError, TelegramError
 from telegram.ext import ApplicationHandlerStop
 
 from bot import texts
-from bot.handlers.common import Context, get_services, reply
+from bot.handlers.common import Context, answer_query, get_services, reply
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +42,9 @@ async def on_error(update: object, context: Context) -> None:
 
 
 async def rate_limit_gate(update: Update, context: Context) -> None:
-    """Runs first for every update: drops a flooding user's updates, telling them once."""
+    """Runs first for every update: drops a flooding user's updates, telling them once in
+    the chat. A dropped button press is still answered (once, as every press must be), or
+    the user's button would keep spinning."""
     user = update.effective_user
     if user is None:
         return
@@ -50,6 +52,8 @@ async def rate_limit_gate(update: Update, context: Context) -> None:
     decision = services.limiter.check(user.id)
     if decision.allowed:
         return
+    if update.callback_query is not None:
+        await answer_query(update, texts.SLOW_DOWN)
     if decision.notify:
         log.info("user %s rate-limited", user.id)
         await reply(update, texts.rate_limited(decision.retry_after))
