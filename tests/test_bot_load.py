@@ -1,0 +1,269 @@
+"""Load: 50 users at once (20 messages each in under 10 s) and one user flooding 200 messages
+in 5 s, against the fake Telegram server with the quick in-process executor.
+
+Checks: every command answered, every button press answered exactly once, no user over the
+per-user queue limit, every accepted job finished and delivered, /start answered within 1 s
+throughout (worst case measured by probe users), memory bounded (RSS sampled), the flooder told
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bot import texts
+from bot.handlers.common import get_services
+from bot.storage import Storage
+from tests.bot_harness import bot_settings, fake_telegram_fixture, running_bot  # noqa: F401
+from tests.fake_telegram import FakeTelegram, FakeUser, MessageVersion
+from tests.hardening_helpers import RssSampler, report
+from tests.test_bot_e2e import PHOTO, STYLE, QuickExecutor, is_result, seed_presets
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+
+USERS = 50
+MESSAGES_PER_USER = 20
+USER_WINDOW_S = 9.0  # each user's 20 messages are spread over this (< 10 s)
+FLOOD_MESSAGES = 200
+FLOOD_WINDOW_S = 5.0
+RATE_LIMIT = 30  # updates per user per minute
+MAX_JOBS_PER_USER = 3
+START_LATENCY_LIMIT_S = 1.0
+PROBE_EVERY_S = 0.25
+PROBE_USERS = 8  # /start probes rotate between users so none of them is rate-limited
+
+COMMANDS = ("/start", "/help", "/status", "/strength 4", "/presets")
+
+
+def _is_reply_to(command: str, v: MessageVersion) -> bool:
+    text = v.text or ""
+    if v.is_edit:
+        return False
+    if command == "/start":
+        return text == texts.START
+    if command == "/help":
+        return text.startswith("How it works")
+    if command == "/status":
+        return "Strength:" in text
+    if command == "/strength 4":
+        return text == texts.strength_set(4)
+    if command == "/presets":
+        return text.startswith("Styles:")
+    raise AssertionError(command)
+
+
+class LoadRun:
+    def __init__(self, fake: FakeTelegram, services: Any) -> None:
+        self.fake = fake
+        self.services = services
+        self.commands: dict[int, Counter[str]] = {}
+        self.queries: list[str] = []
+        self.start_latencies: list[float] = []
+        self.max_active: dict[int, int] = {}
+        self.sent = 0
+
+    async def user_script(self, user: FakeUser, seed: int) -> None:
+        rng = random.Random(seed)
+        sent = self.commands.setdefault(user.id, Counter())
+        await user.send_text("/start")
+        sent["/start"] += 1
+        self.sent += 1
+        start_reply = await user.wait_for_message(lambda v: v.text == texts.START, timeout=60)
+        plan = ["photo"] * 7 + ["command"] * 7 + ["press"] * 4 + ["text"]
+        rng.shuffle(plan)
+        assert len(plan) == MESSAGES_PER_USER - 1
+        gap = USER_WINDOW_S / len(plan)
+        for kind in plan:
+            await asyncio.sleep(gap * rng.uniform(0.5, 1.5))
+            self.sent += 1
+            if kind == "photo":
+                await user.send_photo(PHOTO if rng.random() < 0.5 else STYLE)
+            elif kind == "command":
+                command = rng.choice(COMMANDS)
+                sent[command] += 1
+                await user.send_text(command)
+            elif kind == "text":
+                await user.send_text("hello there")
+            else:
+                target = next(
+                    (m for m in reversed(user.messages()) if m.callback_data), start_reply
+                )
+                data = target.callback_data or start_reply.callback_data
+                self.queries.append(await user.press(target, rng.choice(data)))
+
+    async def probe_start(self, users: list[FakeUser], stop: asyncio.Event) -> None:
+        i = 0
+        while not stop.is_set():
+            user = users[i % len(users)]
+            i += 1
+            await user.send_text("/start")
+            sent = time.monotonic()
+            await user.wait_for_message(lambda v: v.text == texts.START, timeout=30)
+            self.start_latencies.append(time.monotonic() - sent)
+            await asyncio.sleep(PROBE_EVERY_S)
+
+    async def watch_queues(self, user_ids: list[int], stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            jobs = self.services.jobs
+            for uid in user_ids:
+                n = len(jobs.active_jobs(uid))
+                if n > self.max_active.get(uid, 0):
+                    self.max_active[uid] = n
+            await asyncio.sleep(0.02)
+
+    async def flood(self, user: FakeUser) -> list[str]:
+        await user.send_text("/start")
+        start_reply = await user.wait_for_message(lambda v: v.text == texts.START, timeout=60)
+        queries = []
+        gap = FLOOD_WINDOW_S / (FLOOD_MESSAGES - 1)
+        for n in range(FLOOD_MESSAGES - 1):
+            if n % 4 == 3:
+                queries.append(await user.press(start_reply, start_reply.callback_data[0]))
+            else:
+                await user.send_text(f"flood {n}")
+            await asyncio.sleep(gap)
+        return queries
+
+
+async def _wait_for_quiet(fake: FakeTelegram, services: Any, within: float = 120.0) -> None:
+    """Until every update is confirmed, no job is queued or running and no event is pending."""
+    deadline = time.monotonic() + within
+    await fake.wait_until_confirmed(within)
+    while time.monotonic() < deadline:
+        jobs = services.jobs
+        counts = await services.storage.job_counts()
+        if (
+            jobs.queue_length() == 0
+            and jobs.running_count == 0
+            and counts["queued"] == 0
+            and counts["running"] == 0
+            and not services.status.tracked()
+        ):
+            await asyncio.sleep(1.0)  # the last sends in flight
+            return
+        await asyncio.sleep(0.2)
+    raise AssertionError("the bot did not finish its work")
+
+
+@pytest.mark.slow
+async def test_fifty_users_and_a_flooder(tmp_path: Path, fake_telegram: FakeTelegram) -> None:
+    settings = bot_settings(
+        tmp_path,
+        fake_telegram,
+        STYLEBOT_RATE_LIMIT=RATE_LIMIT,
+        STYLEBOT_MAX_JOBS_PER_USER=MAX_JOBS_PER_USER,
+        STYLEBOT_MAX_QUEUE=20,
+    )
+    await seed_presets(settings)
+    executor = QuickExecutor(steps=3, delay=0.3, capacity=2)
+    with RssSampler() as rss:
+        async with running_bot(settings, executor=executor) as app:
+            services = get_services(app)
+            run = LoadRun(fake_telegram, services)
+            users = [fake_telegram.user(10_000 + i, f"U{i}") for i in range(USERS)]
+            probes = [fake_telegram.user(20_000 + i, f"P{i}") for i in range(PROBE_USERS)]
+            flooder = fake_telegram.user(30_000, "Flood")
+            stop = asyncio.Event()
+            probe = asyncio.create_task(run.probe_start(probes, stop))
+            watch = asyncio.create_task(run.watch_queues([u.id for u in users], stop))
+            started = time.monotonic()
+            results = await asyncio.gather(
+                run.flood(flooder),
+                *(run.user_script(u, seed=i) for i, u in enumerate(users)),
+            )
+            sending_s = time.monotonic() - started
+            flood_queries: list[str] = results[0]
+            await _wait_for_quiet(fake_telegram, services)
+            stop.set()
+            await asyncio.gather(probe, watch)
+            total_s = time.monotonic() - started
+            db_path = settings.database_path
+
+    async with Storage(db_path) as storage:
+        jobs = [
+            j
+            for u in users
+            for j in await storage.list_jobs(
+                ["queued", "running", "done", "failed", "cancelled"], user_id=u.id
+            )
+        ]
+    states = Counter(j.state for j in jobs)
+    by_user: dict[int, list[Any]] = {}
+    for job in jobs:
+        by_user.setdefault(job.user_id, []).append(job)
+    overlap_max = 0
+    for own in by_user.values():
+        for job in own:
+            live = sum(
+                1
+                for other in own
+                if other.created_at <= job.created_at < (other.finished_at or float("inf"))
+            )
+            overlap_max = max(overlap_max, live)
+    refused = sum(
+        (m.text or "") == texts.user_queue_full(MAX_JOBS_PER_USER) or "busy" in (m.text or "")
+        for u in users
+        for m in u.messages()
+    )
+    flood_texts = [m.text or "" for m in flooder.messages()]
+    hints = flood_texts.count(texts.TEXT_HINT)
+    worst = max(run.start_latencies)
+    report(
+        "load",
+        users=USERS,
+        messages_sent=run.sent,
+        flood_messages=FLOOD_MESSAGES,
+        sending_s=f"{sending_s:.1f}",
+        total_s=f"{total_s:.1f}",
+        updates_received=fake_telegram._next_update_id - 100_000_001,
+        bot_api_calls=len(fake_telegram.calls()),
+        presses=len(run.queries) + len(flood_queries),
+        jobs_done=states["done"],
+        jobs_cancelled_by_owner=states["cancelled"],
+        jobs_refused=refused,
+        max_jobs_per_user=overlap_max,
+        flood_hints=hints,
+        start_probes=len(run.start_latencies),
+        start_worst_s=f"{worst:.3f}",
+        start_median_s=f"{sorted(run.start_latencies)[len(run.start_latencies) // 2]:.3f}",
+        rss_baseline_mb=rss.baseline // 2**20,
+        rss_peak_mb=rss.peak // 2**20,
+        rss_growth_mb=rss.growth // 2**20,
+    )
+    # -- every command answered ------------------------------------------------------------
+    for user in users:
+        versions = fake_telegram.message_events(user.chat_id)
+        for command, n in run.commands[user.id].items():
+            answered = sum(_is_reply_to(command, v) for v in versions)
+            assert answered == n, (user.id, command, n, answered)
+        assert not any("failed on my side" in (v.text or "") for v in versions), user.id
+        assert not any("faster than I can take" in (v.text or "") for v in versions), user.id
+    # -- every press answered exactly once -------------------------------------------------
+    for query in run.queries + flood_queries:
+        assert len(fake_telegram.callback_answers(query)) == 1, query
+    # -- the flooder: told once, only RATE_LIMIT updates handled --------------------------
+    assert sum("faster than I can take" in t for t in flood_texts) == 1
+    assert hints < RATE_LIMIT
+    flood_answers = [fake_telegram.callback_answers(q)[0].get("text") for q in flood_queries]
+    assert flood_answers.count(texts.SLOW_DOWN) >= len(flood_queries) - RATE_LIMIT
+    # -- queue limits and every accepted job finished and delivered -----------------------
+    assert max(run.max_active.values()) <= MAX_JOBS_PER_USER
+    assert overlap_max <= MAX_JOBS_PER_USER
+    # accepted jobs all ended: painted, or cancelled by their owner (a random press may hit ✖)
+    assert set(states) <= {"done", "cancelled"}, states
+    for uid, own in by_user.items():
+        results_seen = sum(is_result(m.latest) for m in fake_telegram.messages(uid))
+        assert results_seen == sum(j.state == "done" for j in own), uid
+        assert sum(m.text == texts.CANCELLED for m in fake_telegram.messages(uid)) == sum(
+            j.state == "cancelled" for j in own
+        ), uid
+    # -- /start latency and memory ---------------------------------------------------------
+    assert worst < START_LATENCY_LIMIT_S, sorted(run.start_latencies)[-5:]
+    assert rss.growth < 300 * 2**20
