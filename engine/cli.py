@@ -64,13 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--steps", type=_steps, default=None,
-        help="steps per scale, coarsest first, e.g. 150,90,40 (default: the optimizer's schedule)",
+        help="steps per scale, coarsest first; as many scales run as numbers given, e.g. 40,210 or 200 (default: 40,210 for lbfgs, 1000 for adam)",
     )  # fmt: skip
     parser.add_argument(
         "--scales",
         type=int,
         default=DEFAULTS.scales,
-        help="coarse-to-fine levels (default %(default)s)",
+        help="at most this many coarse-to-fine levels (default %(default)s)",
     )
     parser.add_argument(
         "--weights", default=None,

@@ -75,6 +75,15 @@ def test_scale_sizes_and_steps_per_scale() -> None:
     params = StyleParams(size=512, scales=3, steps=(10, 20, 30))
     assert params.scale_sizes() == (128, 256, 512)
     assert params.steps_per_scale == (10, 20, 30)
-    small = StyleParams(size=96, scales=3, steps=(7,), min_scale_side=48)
-    assert small.scale_sizes() == (48, 96)
-    assert small.steps_per_scale[-2:] == (7, 7)
+    # As many scales as step counts, at most `scales`, never under min_scale_side.
+    assert StyleParams(size=512, steps=(200,)).scale_sizes() == (512,)
+    assert StyleParams(size=512, scales=2, steps=(5, 6, 7)).steps_per_scale == (6, 7)
+    assert StyleParams(size=96, scales=3, steps=(1, 2, 3), min_scale_side=48).scale_sizes() == (
+        48,
+        96,
+    )
+
+
+def test_adam_default_is_the_reference_schedule() -> None:
+    adam = StyleParams(optimizer="adam")
+    assert adam.steps_per_scale == (1000,) and adam.scale_sizes() == (512,)
