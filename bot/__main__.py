@@ -21,7 +21,7 @@ def check_data_dir(path: Path) -> str | None:
             os.close(fd)
             os.unlink(probe)
     except OSError as exc:
-        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):  # EFBIG: a file size limit
             return f"the data directory {path} is on a full disk (disk full): free some space"
         if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
             return f"the data directory {path} is not writable: check its permissions"
@@ -45,13 +45,26 @@ def main() -> int:
         return 1
 
     from telegram import Update
+    from telegram.error import InvalidToken
 
     from bot.app import build_application
-    from bot.logs import setup_logging
+    from bot.logs import RedactTokenFilter, setup_logging
 
     setup_logging(settings.log_level, [settings.token])
     app = build_application(settings)
-    app.run_polling(allowed_updates=Update.ALL_TYPES)
+    try:
+        app.run_polling(allowed_updates=Update.ALL_TYPES)
+    except InvalidToken:  # its message quotes the token: never print it
+        print(
+            "stylebot: Telegram refused TELEGRAM_BOT_TOKEN (unauthorized): "
+            "check it with @BotFather",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as exc:  # start-up failed (database, executor...): one line, no traceback
+        reason = RedactTokenFilter([settings.token]).redact(str(exc) or type(exc).__name__)
+        print(f"stylebot: could not start: {reason}", file=sys.stderr)
+        return 1
     return 0
 
 

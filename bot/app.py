@@ -126,6 +126,7 @@ async def _stop_jobs(services: Services) -> None:
 async def post_shutdown(app: AnyApplication) -> None:
     """Stop everything post_init started, in reverse (also when start-up failed half-way)."""
     services = get_services(app)
+    was_up = services._storage is not None
     for task in list(services.tasks):
         task.cancel()
     for task in list(services.tasks):
@@ -140,7 +141,8 @@ async def post_shutdown(app: AnyApplication) -> None:
     if services._storage is not None:
         await services._storage.close()
         services._storage = None
-    log.info("stylebot stopped")
+    if was_up:  # a start-up that failed says why in one line (bot.__main__), nothing more
+        log.info("stylebot stopped")
 
 
 async def set_commands(app: AnyApplication, services: Services) -> None:
