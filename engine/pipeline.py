@@ -30,6 +30,7 @@ from engine.optimize import Best, run_adam, run_lbfgs
 from engine.params import ParamsError, StyleParams
 
 PROGRESS_INTERVAL_S = 0.2
+DECODE_OVERSAMPLE = 4
 PREVIEW_SIDE = 256
 # A warm start (same pair, another setting) runs only the final scale, with a fraction of
 # its steps: the picture is already close to the new optimum, and coarse scales would only
@@ -183,9 +184,13 @@ def run_pipeline(
     started = time.perf_counter()
     if not styles:
         raise ParamsError("at least one style picture is needed")
-    content_image = decode_image(content, max_side=params.size)
-    style_images = [decode_image(s, max_side=params.size) for s in styles]
-    init_image = decode_image(init, max_side=params.size) if init is not None else None
+    # Decode at up to 4x the working size, then resize with LANCZOS: JPEG's fast reduced-size
+    # decoding (draft) is a box filter that smooths the fine texture the style loss measures,
+    # so it is only used for pictures far larger than needed (e.g. 50-megapixel photos).
+    decode_side = DECODE_OVERSAMPLE * params.size
+    content_image = decode_image(content, max_side=decode_side)
+    style_images = [decode_image(s, max_side=decode_side) for s in styles]
+    init_image = decode_image(init, max_side=decode_side) if init is not None else None
     decoded = time.perf_counter()
 
     objective = get_objective(
