@@ -209,10 +209,13 @@ async def _result(
         return
     meta = job.meta
     pair = meta.get("pair")
-    content = (
-        await asyncio.to_thread(services.pairs.content, pair) if isinstance(pair, str) else None
-    )
-    if content is None or not isinstance(pair, str):
+    if not isinstance(pair, str):
+        await answer_query(update, texts.RESULT_EXPIRED, alert=True)
+        return
+    content = await asyncio.to_thread(services.pairs.content, pair)
+    # every result button needs the result it sits under: gone (or never made) is "expired"
+    result = await asyncio.to_thread(services.pairs.result, pair, job.id)
+    if content is None or result is None:
         await answer_query(update, texts.RESULT_EXPIRED, alert=True)
         return
     style = StyleRef(
@@ -249,15 +252,11 @@ async def _result(
             init_job=job.id,
         )
     elif op == keyboards.FULL_RES:
-        image = await asyncio.to_thread(services.pairs.result, pair, job.id)
-        if image is None:
-            await answer_query(update, texts.RESULT_EXPIRED, alert=True)
-            return
         await answer_query(update)
         await with_retries(
             lambda: context.bot.send_document(
                 chat_id=job.chat_id,
-                document=image,
+                document=result,
                 filename=f"stylebot-{job.id[:8]}.jpg",
                 caption=texts.FULL_RES_CAPTION,
             ),
