@@ -142,7 +142,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     for part in env.get("STYLEBOT_ADMINS", "").replace(" ", "").split(","):
         if not part:
             continue
-        if not part.lstrip("-").isdigit():
+        if not (part.lstrip("-").isascii() and part.lstrip("-").isdigit()):
             raise SettingsError(
                 f"STYLEBOT_ADMINS must be comma-separated Telegram user ids, not {part!r}"
             )

@@ -14,6 +14,11 @@ ON_WORDS = frozenset({"on", "yes", "true", "1", "keep"})
 OFF_WORDS = frozenset({"off", "no", "false", "0"})
 
 
+def _number(text: str) -> int | None:
+    """A small whole number typed in ASCII digits ("²".isdigit() is True, int("²") fails)."""
+    return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else None
+
+
 async def _user(update: Update, services: Services) -> Any:
     user = update.effective_user
     chat = update.effective_chat
@@ -25,11 +30,12 @@ async def cmd_strength(update: Update, context: Context) -> None:
     services = get_services(context)
     user = await _user(update, services)
     args = context.args or []
-    if len(args) != 1 or not args[0].isdigit() or not 1 <= int(args[0]) <= 5:
+    level = _number(args[0]) if len(args) == 1 else None
+    if level is None or not 1 <= level <= 5:
         await reply(update, f"{texts.STRENGTH_USAGE} (now {user.strength})")
         return
-    await services.storage.update_user_settings(user.user_id, strength=int(args[0]))
-    await reply(update, texts.strength_set(int(args[0])))
+    await services.storage.update_user_settings(user.user_id, strength=level)
+    await reply(update, texts.strength_set(level))
 
 
 async def cmd_colors(update: Update, context: Context) -> None:
@@ -50,8 +56,8 @@ async def cmd_size(update: Update, context: Context) -> None:
     user = await _user(update, services)
     sizes = services.settings.sizes
     args = context.args or []
-    if len(args) == 1 and args[0].isdigit():
-        size = int(args[0])
+    size = _number(args[0]) if len(args) == 1 else None
+    if size is not None:
         if size not in sizes:
             await reply(update, texts.size_invalid(sizes))
             return
