@@ -9,6 +9,12 @@ for storage, then, in order of precedence:
 4. otherwise it becomes the waiting photo, answered with style buttons.
 An album's first picture is the photo and its second the style.
 Refused pictures never touch what is already waiting.
+
+Albums: Telegram sends an album as separate messages, so they are collected in memory
+(`Services.albums`, message objects only, no picture bytes) for `ALBUM_WAIT_S` (1.5 s) after the
+first one, then handled together. A restart inside that window forgets the album (its updates are
+already confirmed): the user sends it again. The per-user rate limit bounds how many albums one
+user can keep open at once.
 """
 
 from __future__ import annotations
