@@ -452,6 +452,10 @@ def _split_sql(script: str) -> list[str]:
     return statements
 
 
+def _try_open(path: Path) -> None:
+    sqlite3.connect(path).close()
+
+
 def _same_file(a: Path, b: Path) -> bool:
     return a.resolve() == b.resolve()
 
@@ -543,6 +547,10 @@ class Storage:
             raise StorageError("storage needs the path of a database file")
         await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
         try:
+            # Opened once plainly first: when aiosqlite.connect fails, its thread outlives the
+            # call and, if the loop closes meanwhile (a bot that cannot start), prints a
+            # traceback of its own.
+            await asyncio.to_thread(_try_open, self.path)
             db = await aiosqlite.connect(
                 self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000
             )
