@@ -87,3 +87,10 @@ def test_scale_sizes_and_steps_per_scale() -> None:
 def test_adam_default_is_the_reference_schedule() -> None:
     adam = StyleParams(optimizer="adam")
     assert adam.steps_per_scale == (1000,) and adam.scale_sizes() == (512,)
+
+
+def test_default_lbfgs_steps_grow_for_smaller_pictures() -> None:
+    assert StyleParams(size=512).steps_per_scale == (40, 210)
+    small, large = StyleParams(size=256).steps_per_scale, StyleParams(size=1024).steps_per_scale
+    assert small[0] == large[0] == 40
+    assert small[-1] > 350 and 100 <= large[-1] < 210

@@ -242,6 +242,18 @@ async def test_a_job_over_its_time_limit_is_killed() -> None:
         await executor.close()
 
 
+async def test_jobs_fail_with_a_message_when_no_worker_can_start(tmp_path: Path) -> None:
+    """E.g. offline with weights=imagenet: users hear it at once instead of waiting forever."""
+    missing = str(tmp_path / "missing.weights.h5")
+    executor = LocalExecutor(workers=1, weights=missing, job_function=SLEEPY, job_timeout=60)
+    await executor.start()
+    try:
+        with pytest.raises(JobFailed, match="could not start"):
+            await asyncio.wait_for(executor.run(spec("job-orphan", steps=1)), 60)
+    finally:
+        await executor.close()
+
+
 async def test_a_worker_that_ignores_cancel_is_killed_after_the_grace() -> None:
     executor = LocalExecutor(
         workers=1, job_function=SLEEPY, job_timeout=60, initializer=None, cancel_grace=0.5

@@ -53,6 +53,7 @@ from engine.worker import DEFAULT_INITIALIZER, DEFAULT_JOB_FUNCTION, load_callab
 
 log = logging.getLogger(__name__)
 
+ENGINE_DOWN_MESSAGE = "The painting engine could not start; please try again later."
 # Workers run at a lower priority than the bot so its event loop answers while they paint.
 WORKER_NICENESS = 5
 
@@ -456,6 +457,12 @@ class LocalExecutor(Executor):
         elif kind == "init_failed":
             self._init_error = str(payload)
             log.error("worker %d failed to start: %s", worker.slot, payload)
+            if not any(w.ready for w in self._workers.values()):
+                # No worker can run them (e.g. the VGG19 weights cannot be downloaded): fail
+                # the waiting jobs so their users hear it now, not never.
+                for waiting in list(self._waiting):
+                    self._waiting.remove(waiting)
+                    self._resolve(waiting, error=JobFailed(ENGINE_DOWN_MESSAGE))
         elif kind == "progress":
             job = worker.job
             if job is None or job.spec.job_id != job_id or job.future.done():
