@@ -99,11 +99,11 @@ USER stylebot
 WORKDIR /home/stylebot
 VOLUME ["/data"]
 
-# No heartbeat file exists yet, so the check is that the database the bot keeps open is there
-# and passes SQLite's quick_check (read-only; WAL lets it run while the bot writes). It needs no
-# network. Celery workers have no database: docker-compose.yml gives them their own check.
-HEALTHCHECK --interval=60s --timeout=20s --start-period=60s --retries=3 \
-    CMD ["python", "-c", "import os, sqlite3, sys; p = os.path.join(os.environ.get('STYLEBOT_DATA_DIR') or 'data', 'stylebot.sqlite3'); c = sqlite3.connect('file:' + p + '?mode=ro', uri=True, timeout=10); sys.exit(0 if c.execute('PRAGMA quick_check').fetchone()[0] == 'ok' else 1)"]
+# Healthy = the database passes SQLite's quick_check (read-only; WAL lets it run while the bot
+# writes) and the bot touched data/heartbeat in the last two minutes (its event loop is alive).
+# No network needed. Celery workers have no database: docker-compose.yml gives them their own check.
+HEALTHCHECK --interval=60s --timeout=20s --start-period=90s --retries=3 \
+    CMD ["python", "-c", "import os, sqlite3, sys, time; d = os.environ.get('STYLEBOT_DATA_DIR') or 'data'; c = sqlite3.connect('file:' + os.path.join(d, 'stylebot.sqlite3') + '?mode=ro', uri=True, timeout=10); ok = c.execute('PRAGMA quick_check').fetchone()[0] == 'ok'; age = time.time() - os.path.getmtime(os.path.join(d, 'heartbeat')); sys.exit(0 if ok and age < 120 else 1)"]
 
 ENTRYPOINT ["/usr/local/bin/stylebot-entrypoint"]
 CMD ["python", "-m", "bot"]

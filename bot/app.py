@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import time
 from typing import Any
 
 from telegram import BotCommand, Update
@@ -33,6 +34,12 @@ MAX_RETRIES_ON_FLOOD = 3
 # (job status, previews, results: "bulk notifications") is paced by the StatusBoard.
 PAIRS_MAX_AGE_DAYS = 7.0
 PRUNE_EVERY_S = 6 * 3600.0
+# Finished job rows and forgotten waiting pictures are kept this long, then deleted.
+JOBS_MAX_AGE_DAYS = 30.0
+PENDING_MAX_AGE_DAYS = 7.0
+# The bot touches data/heartbeat this often; the Docker health check reads its age.
+HEARTBEAT_EVERY_S = 30.0
+HEARTBEAT_FILE = "heartbeat"
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
 MAX_MENU_COMMANDS = 100
 
@@ -104,6 +111,7 @@ async def post_init(app: AnyApplication) -> None:
     services._jobs = jobs
     await jobs.start()
     services.spawn(_housekeeping(services), name="stylebot-housekeeping")
+    services.spawn(_heartbeat(services), name="stylebot-heartbeat")
     await set_commands(app, services)
     log.info("stylebot is up (executor %s)", type(services.executor).__name__)
 
@@ -163,15 +171,34 @@ async def set_commands(app: AnyApplication, services: Services) -> None:
 
 
 async def _housekeeping(services: Services) -> None:
-    """Forget old pictures kept for buttons, now and every few hours."""
+    """Forget old pictures kept for buttons, old job rows and old waiting pictures, now and
+    every few hours."""
     while True:
         try:
             removed = await asyncio.to_thread(services.pairs.prune)
-            if removed:
-                log.info("removed %d expired picture pairs", removed)
+            jobs = await services.storage.prune_jobs(JOBS_MAX_AGE_DAYS)
+            pending = await services.storage.prune_pending(PENDING_MAX_AGE_DAYS)
+            if removed or jobs or pending:
+                log.info(
+                    "removed %d expired picture pairs, %d old jobs, %d old waiting pictures",
+                    removed,
+                    jobs,
+                    pending,
+                )
         except Exception:
             log.exception("housekeeping failed")
         await asyncio.sleep(PRUNE_EVERY_S)
+
+
+async def _heartbeat(services: Services) -> None:
+    """Touch data/heartbeat while the event loop runs (a hung bot stops touching it)."""
+    path = services.settings.data_dir / HEARTBEAT_FILE
+    while True:
+        try:
+            await asyncio.to_thread(path.write_text, f"{time.time():.0f}\n")
+        except OSError as exc:
+            log.warning("could not write the heartbeat file: %s", exc)
+        await asyncio.sleep(HEARTBEAT_EVERY_S)
 
 
 __all__ = ["Application", "Update", "build_application", "post_init", "post_shutdown", "post_stop"]
