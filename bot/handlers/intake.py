@@ -29,7 +29,7 @@ from telegram.error import TelegramError
 
 from bot import keyboards, texts
 from bot.handlers.common import Context, Services, get_services, reply, with_retries
-from bot.handlers.jobflow import StyleRef, start_job, user_recipe
+from bot.handlers.jobflow import StyleRef, paint_with_preset, start_job, user_recipe
 from engine.errors import ImageError
 from engine.images import probe_image, reencode_for_storage
 
@@ -159,17 +159,16 @@ async def handle_picture(
         if wanted and name not in ("addpreset",):
             preset = await storage.find_preset(wanted, tg_user.id)
             if preset is not None:
-                pair = await asyncio.to_thread(services.pairs.create, tg_user.id, chat.id, data)
-                await storage.clear_pending(chat.id, "content")
-                await start_job(
+                await paint_with_preset(
                     services,
                     bot,
                     user_id=tg_user.id,
                     chat_id=chat.id,
-                    pair=pair,
-                    style=StyleRef(preset.name, preset_id=preset.id),
+                    photo=data,
+                    preset=preset,
                     recipe=recipe,
                 )
+                await storage.clear_pending(chat.id, "content")
                 return
             if name == "style":
                 await reply(update, texts.preset_not_found(wanted))
@@ -177,14 +176,13 @@ async def handle_picture(
     if user.active_preset_id is not None:
         preset = await storage.get_preset(user.active_preset_id)
         if preset is not None:
-            pair = await asyncio.to_thread(services.pairs.create, tg_user.id, chat.id, data)
-            await start_job(
+            await paint_with_preset(
                 services,
                 bot,
                 user_id=tg_user.id,
                 chat_id=chat.id,
-                pair=pair,
-                style=StyleRef(preset.name, preset_id=preset.id),
+                photo=data,
+                preset=preset,
                 recipe=recipe,
             )
             return

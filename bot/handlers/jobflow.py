@@ -62,6 +62,29 @@ async def send_text(bot: Any, chat_id: int, text: str, **kwargs: Any) -> Any:
     )
 
 
+async def paint_with_preset(
+    services: Services,
+    bot: Any,
+    *,
+    user_id: int,
+    chat_id: int,
+    photo: bytes,
+    preset: Any,
+    recipe: Recipe,
+) -> str | None:
+    """Keep `photo` as a new pair (for the result's buttons) and paint it in `preset`'s style."""
+    pair = await asyncio.to_thread(services.pairs.create, user_id, chat_id, photo)
+    return await start_job(
+        services,
+        bot,
+        user_id=user_id,
+        chat_id=chat_id,
+        pair=pair,
+        style=StyleRef(preset.name, preset_id=preset.id),
+        recipe=recipe,
+    )
+
+
 async def start_job(
     services: Services,
     bot: Any,

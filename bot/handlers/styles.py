@@ -3,7 +3,6 @@ and the unknown-command fallback (admin commands answer like it for everyone els
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from typing import Any
@@ -12,7 +11,7 @@ from telegram import Update
 
 from bot import keyboards, texts
 from bot.handlers.common import Context, Services, get_services, reply
-from bot.handlers.jobflow import StyleRef, start_job, user_recipe
+from bot.handlers.jobflow import paint_with_preset, user_recipe
 
 log = logging.getLogger(__name__)
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -100,17 +99,16 @@ async def activate_preset(update: Update, bot: Any, services: Services, preset: 
         waiting = await storage.get_pending(chat.id, "content")
         await reply(update, texts.style_activated(preset.name, waiting is not None))
         if waiting is not None:
-            pair = await asyncio.to_thread(services.pairs.create, tg_user.id, chat.id, waiting)
-            await storage.clear_pending(chat.id, "content")
-            await start_job(
+            await paint_with_preset(
                 services,
                 bot,
                 user_id=tg_user.id,
                 chat_id=chat.id,
-                pair=pair,
-                style=StyleRef(preset.name, preset_id=preset.id),
+                photo=waiting,
+                preset=preset,
                 recipe=user_recipe(services, user),
             )
+            await storage.clear_pending(chat.id, "content")
 
 
 async def cmd_save(update: Update, context: Context) -> None:
