@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--steps", type=_steps, default=None,
-        help="steps per scale, coarsest first; as many scales run as numbers given, e.g. 40,210 or 200 (default for lbfgs: 40 then 210 at 512 px, more for smaller pictures; adam: 1000)",
+        help="steps per scale, coarsest first; as many scales run as numbers given, e.g. 40,210 or 200 (default: 210 full-size steps at 512 px, more for smaller pictures; adam: 1000)",
     )  # fmt: skip
     parser.add_argument(
         "--scales",

@@ -23,7 +23,8 @@ PIXEL_MAX = 255.0
 LBFGS_HISTORY = 20
 
 Evaluate = Callable[[np.ndarray], tuple[LossParts, np.ndarray]]
-StepCallback = Callable[[int, LossParts], None]
+StepCallback = Callable[[int, LossParts, np.ndarray], None]
+"""Called after every step with the number of steps done, the loss parts and the picture."""
 CancelCheck = Callable[[], bool]
 
 
@@ -62,7 +63,7 @@ class _Tracker:
         if self.best is None or parts.total < self.best.parts.total:
             self.best = Best(image.copy(), parts)
         if self.on_step is not None:
-            self.on_step(self.done, parts)
+            self.on_step(self.done, parts, image)
         return parts, gradient
 
 

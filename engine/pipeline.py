@@ -32,6 +32,7 @@ from engine.params import ParamsError, StyleParams
 PROGRESS_INTERVAL_S = 0.2
 DECODE_OVERSAMPLE = 4
 PREVIEW_SIDE = 256
+PREVIEW_AT_FRACTION = 4
 # A warm start (same pair, another setting) runs only the final scale, with a fraction of
 # its steps: the picture is already close to the new optimum, and coarse scales would only
 # blur the detail it has.
@@ -82,15 +83,29 @@ def _blend(params: StyleParams, count: int) -> tuple[float, ...]:
     return params.style_blend
 
 
+def preview_jpeg(image: np.ndarray) -> bytes:
+    """A small JPEG of the picture in progress."""
+    return encode_image(resize_long_side(from_array(image), PREVIEW_SIDE), "jpeg", quality=80)
+
+
 class _Reporter:
     """Turns optimiser steps into throttled `Progress` reports with an ETA."""
 
     def __init__(
-        self, scales: Sequence[_Scale], on_progress: ProgressCallback | None, started: float
+        self,
+        scales: Sequence[_Scale],
+        on_progress: ProgressCallback | None,
+        started: float,
+        preview: bool,
     ) -> None:
         self.scales = scales
         self.on_progress = on_progress
         self.started = started
+        # Several scales: the preview comes at the end of each coarse one (see run_pipeline).
+        # One scale: a quarter of the way through, once the style shows.
+        self.preview_step = (
+            max(1, scales[0].steps // PREVIEW_AT_FRACTION) if preview and len(scales) == 1 else None
+        )
         self.total_steps = sum(s.steps for s in scales)
         self.steps_before = 0
         self.last_sent = 0.0
@@ -111,9 +126,17 @@ class _Reporter:
                 remaining += later.steps * per_step * (later.side / self.current.side) ** 2
         return remaining
 
-    def step(self, done_in_scale: int, parts: LossParts, preview: bytes | None = None) -> None:
+    def step(
+        self,
+        done_in_scale: int,
+        parts: LossParts,
+        image: np.ndarray | None = None,
+        preview: bytes | None = None,
+    ) -> None:
         if self.on_progress is None:
             return
+        if preview is None and image is not None and done_in_scale == self.preview_step:
+            preview = preview_jpeg(image)
         now = time.perf_counter()
         last_of_scale = done_in_scale >= self.current.steps
         if preview is None and not last_of_scale and now - self.last_sent < PROGRESS_INTERVAL_S:
@@ -210,7 +233,7 @@ def run_pipeline(
         final = scales[-1]
         warm_steps = max(1, math.ceil(final.steps * WARM_START_STEP_FRACTION))
         scales = [_Scale(0, final.side, warm_steps, 1)]
-    reporter = _Reporter(scales, on_progress, started)
+    reporter = _Reporter(scales, on_progress, started, params.preview)
 
     image: np.ndarray | None = None
     best: Best | None = None
@@ -247,10 +270,7 @@ def run_pipeline(
         )
         image = best.image
         if params.preview and scale.index < len(scales) - 1 and on_progress is not None:
-            preview = encode_image(
-                resize_long_side(from_array(image), PREVIEW_SIDE), "jpeg", quality=80
-            )
-            reporter.step(scale.steps, best.parts, preview=preview)
+            reporter.step(scale.steps, best.parts, preview=preview_jpeg(image))
         reporter.end_scale()
     optimised = time.perf_counter()
 

@@ -77,6 +77,17 @@ def test_progress_is_ordered_with_eta_and_a_preview_after_the_coarse_scale(weigh
     assert all(r.eta >= 0 and r.elapsed > 0 for r in reports)
 
 
+def test_a_single_scale_sends_one_preview_a_quarter_of_the_way(weights: str) -> None:
+    reports: list[Progress] = []
+    params = TINY.replace(steps=(8,))
+    stylize(
+        synthetic_photo(), [synthetic_style()], params, on_progress=reports.append, weights=weights
+    )
+    previews = [r for r in reports if r.preview is not None]
+    assert [r.step for r in previews] == [2]
+    assert reports[-1].step == reports[-1].total_steps == 8
+
+
 def test_cancellation_stops_within_one_step(weights: str) -> None:
     evaluations = 0
 
