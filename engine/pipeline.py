@@ -17,6 +17,7 @@ from PIL import Image
 
 from engine import color
 from engine.api import CancelCheck, Progress, ProgressCallback, Result
+from engine.errors import Cancelled
 from engine.images import (
     decode_image,
     encode_image,
@@ -194,6 +195,27 @@ def _optimise_scale(
     )
 
 
+def _starting_picture(
+    params: StyleParams,
+    content: np.ndarray,
+    previous: np.ndarray | None,
+    init_image: Image.Image | None,
+) -> np.ndarray:
+    """Where a scale starts: the previous scale's picture, a warm start, noise or the photo."""
+    height, width = content.shape[:2]
+    if previous is not None:
+        return _upsample_with_detail(previous, content)
+    if init_image is not None:
+        # LANCZOS to the scale's long side, then exactly to the content's size (the previous
+        # result may differ from the photo's aspect ratio by a pixel of rounding).
+        start = _resize_array(_scaled(init_image, max(width, height)), (width, height))
+        return color.luminance_as_rgb(start) if params.preserve_colors else start
+    if params.init == "noise":
+        rng = np.random.default_rng(params.seed)
+        return rng.uniform(0, 255, content.shape).astype(np.float32)
+    return content.copy()
+
+
 def run_pipeline(
     content: bytes,
     styles: Sequence[bytes],
@@ -240,30 +262,13 @@ def run_pipeline(
     content_rgb = _scaled(content_image, params.size)
     for scale in scales:
         if should_cancel is not None and should_cancel():
-            from engine.errors import Cancelled
-
             raise Cancelled()
         scale_content = _scaled(content_image, scale.side)
         scale_styles = [_scaled(s, scale.side) for s in style_images]
         if params.preserve_colors:
             scale_styles = [color.matched_luminance_as_rgb(s, scale_content) for s in scale_styles]
             scale_content = color.luminance_as_rgb(scale_content)
-        height, width = scale_content.shape[:2]
-        if image is not None:
-            start = _upsample_with_detail(image, scale_content)
-        elif init_image is not None:
-            start = _scaled(init_image, scale.side)
-            start = _resize_array(start, (width, height))
-            if params.preserve_colors:
-                start = color.luminance_as_rgb(start)
-        elif params.init == "noise":
-            start = (
-                np.random.default_rng(params.seed)
-                .uniform(0, 255, scale_content.shape)
-                .astype(np.float32)
-            )
-        else:
-            start = scale_content.copy()
+        start = _starting_picture(params, scale_content, image, init_image)
         reporter.begin_scale(scale)
         best = _optimise_scale(
             objective, params, scale_content, scale_styles, start, scale, reporter, should_cancel
@@ -276,7 +281,7 @@ def run_pipeline(
 
     assert image is not None and best is not None
     if params.preserve_colors:
-        image = color.recombine(image, _resize_array(content_rgb, (image.shape[1], image.shape[0])))
+        image = color.recombine(image, content_rgb)  # both at the final size
     output = from_array(image)
     data = encode_image(output, params.output_format)
     finished = time.perf_counter()
