@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 START = (
     "Hi! I turn photos into paintings.\n\n"
     "Send me a photo, then a style picture — or pick a style below.\n"
-    "A painting takes about a minute."
+    "A painting takes a minute or two; I show the progress as I go."
 )
 
 HELP_COMMANDS: tuple[tuple[str, str, str], ...] = (
