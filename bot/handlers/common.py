@@ -104,6 +104,14 @@ def get_services(source: CallbackContext[Any, Any, Any, Any] | AnyApplication) -
 
 
 # -- Telegram calls with retries --------------------------------------------------------------
+async def ensure_sender(update: Update, services: Services) -> Any:
+    """The stored user who sent `update` (created on first contact)."""
+    user = update.effective_user
+    chat = update.effective_chat
+    assert user is not None and chat is not None
+    return await services.storage.ensure_user(user.id, chat.id, user.full_name)
+
+
 def retry_after_seconds(exc: RetryAfter) -> float:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from telegram import Update
 
 from bot import keyboards, texts
-from bot.handlers.common import Context, Services, get_services, reply
+from bot.handlers.common import Context, ensure_sender, get_services, reply
 from bot.handlers.jobflow import user_recipe
 
 ON_WORDS = frozenset({"on", "yes", "true", "1", "keep"})
@@ -19,16 +17,9 @@ def _number(text: str) -> int | None:
     return int(text) if text.isascii() and text.isdigit() and len(text) <= 6 else None
 
 
-async def _user(update: Update, services: Services) -> Any:
-    user = update.effective_user
-    chat = update.effective_chat
-    assert user is not None and chat is not None
-    return await services.storage.ensure_user(user.id, chat.id, user.full_name)
-
-
 async def cmd_strength(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await _user(update, services)
+    user = await ensure_sender(update, services)
     args = context.args or []
     level = _number(args[0]) if len(args) == 1 else None
     if level is None or not 1 <= level <= 5:
@@ -40,7 +31,7 @@ async def cmd_strength(update: Update, context: Context) -> None:
 
 async def cmd_colors(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await _user(update, services)
+    user = await ensure_sender(update, services)
     args = [a.lower() for a in context.args or []]
     if len(args) != 1 or args[0] not in ON_WORDS | OFF_WORDS:
         now = "on" if user.preserve_colors else "off"
@@ -53,7 +44,7 @@ async def cmd_colors(update: Update, context: Context) -> None:
 
 async def cmd_size(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await _user(update, services)
+    user = await ensure_sender(update, services)
     sizes = services.settings.sizes
     args = context.args or []
     size = _number(args[0]) if len(args) == 1 else None
@@ -70,7 +61,7 @@ async def cmd_size(update: Update, context: Context) -> None:
 
 async def cmd_status(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await _user(update, services)
+    user = await ensure_sender(update, services)
     chat = update.effective_chat
     assert chat is not None
     jobs = services.jobs
@@ -100,7 +91,7 @@ async def cmd_status(update: Update, context: Context) -> None:
 
 async def cmd_cancel(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await _user(update, services)
+    user = await ensure_sender(update, services)
     chat = update.effective_chat
     assert chat is not None
     jobs = services.jobs

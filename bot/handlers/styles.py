@@ -10,7 +10,7 @@ from typing import Any
 from telegram import Update
 
 from bot import keyboards, texts
-from bot.handlers.common import Context, Services, get_services, reply
+from bot.handlers.common import Context, Services, ensure_sender, get_services, reply
 from bot.handlers.jobflow import paint_with_preset, user_recipe
 
 log = logging.getLogger(__name__)
@@ -22,16 +22,9 @@ def _args(context: Context) -> str:
     return " ".join(context.args or []).strip()
 
 
-async def _ensure_user(update: Update, services: Services) -> Any:
-    user = update.effective_user
-    chat = update.effective_chat
-    assert user is not None and chat is not None
-    return await services.storage.ensure_user(user.id, chat.id, user.full_name)
-
-
 async def cmd_presets(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await _ensure_user(update, services)
+    user = await ensure_sender(update, services)
     await send_presets_list(update, services, user.user_id)
 
 
@@ -50,7 +43,7 @@ async def send_presets_list(update: Update, services: Services, user_id: int) ->
 
 async def cmd_style(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await _ensure_user(update, services)
+    user = await ensure_sender(update, services)
     name = _args(context)
     if not name:
         presets = await services.storage.list_presets(user.user_id)
@@ -115,7 +108,7 @@ async def cmd_save(update: Update, context: Context) -> None:
     services = get_services(context)
     chat = update.effective_chat
     assert chat is not None
-    await _ensure_user(update, services)
+    await ensure_sender(update, services)
     name = _args(context)
     if not name:
         await reply(update, texts.SAVE_USAGE)
@@ -155,7 +148,7 @@ async def save_own_preset(update: Update, services: Services, name: str, image: 
 
 async def cmd_delete(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await _ensure_user(update, services)
+    user = await ensure_sender(update, services)
     name = _args(context)
     if not name:
         await reply(update, texts.DELETE_USAGE)
