@@ -148,13 +148,12 @@ async def test_unknown_chat_and_blocked_user(fake: FakeTelegram, bot: Bot) -> No
 # --- long polling ----------------------------------------------------------------------------
 async def test_long_poll_returns_when_an_update_arrives(fake: FakeTelegram, bot: Bot) -> None:
     user = fake.user(USER_ID)
-    started = time.monotonic()
-    poll = asyncio.create_task(bot.get_updates(timeout=10))
+    poll = asyncio.create_task(bot.get_updates(timeout=120))
     await asyncio.sleep(0.3)
     assert not poll.done()
     sent = await user.send_text("/start now")
-    updates = await asyncio.wait_for(poll, 5)
-    assert time.monotonic() - started < 5
+    # a poll that ignored the arrival would hold on for its 120 s: waiting 60 s tells them apart
+    updates = await asyncio.wait_for(poll, 60)
     assert len(updates) == 1
     message = updates[0].message
     assert message is not None and message.text == "/start now"
@@ -165,8 +164,8 @@ async def test_long_poll_returns_when_an_update_arrives(fake: FakeTelegram, bot:
 
 async def test_long_poll_waits_for_its_timeout(fake: FakeTelegram, bot: Bot) -> None:
     started = time.monotonic()
-    assert await bot.get_updates(timeout=1) == ()
-    assert 0.9 <= time.monotonic() - started < 3
+    assert await asyncio.wait_for(bot.get_updates(timeout=1), 60) == ()
+    assert time.monotonic() - started >= 0.9  # it waited (a lower bound: a slow machine passes)
 
 
 async def test_offset_limit_and_confirmation(fake: FakeTelegram, bot: Bot) -> None:
@@ -194,7 +193,11 @@ async def test_second_poller_terminates_the_first(fake: FakeTelegram) -> None:
         Bot(fake.token, base_url=fake.base_url) as two,
     ):
         first = asyncio.create_task(one.get_updates(timeout=5))
-        await asyncio.sleep(0.3)
+        for _ in range(6000):  # until the first poll waits on the server (not a fixed sleep)
+            if fake._poller is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert fake._poller is not None, "the first poll never reached the server"
         assert await two.get_updates(timeout=0) == ()
         with pytest.raises(Conflict, match="terminated by other getUpdates"):
             await first
@@ -479,7 +482,7 @@ async def test_drop_and_delay(fake: FakeTelegram, bot: Bot) -> None:
     with pytest.raises(TimedOut):
         await bot.send_message(USER_ID, "too slow", read_timeout=0.3)
     # as with Telegram, a request that timed out on the client may still have been carried out
-    late = await fake.wait_for_message(USER_ID, lambda m: m.text == "too slow", timeout=5)
+    late = await fake.wait_for_message(USER_ID, lambda m: m.text == "too slow", timeout=60)
     assert late.text == "too slow"
 
 
@@ -489,7 +492,7 @@ async def test_call_log_and_wait_for_call(fake: FakeTelegram, bot: Bot) -> None:
     )
     await bot.send_message(USER_ID, "a")
     await bot.send_message(USER_ID, "b")
-    call = await asyncio.wait_for(waiter, 5)
+    call = await asyncio.wait_for(waiter, 60)
     assert call.params["text"] == "b" and call.status == 200 and call.time > 0
     with pytest.raises(TimeoutError):
         await fake.wait_for_call("sendMessage", timeout=0.2)
