@@ -495,11 +495,13 @@ class Victim:
         assert cancel is not None and cancel.job_id is not None
         self.running_job = cancel.job_id
         storage = self.live.services.storage
-        for _ in range(500):  # the job is running (held), not just queued
+        for _ in range(6000):  # until the job is running (held), not just queued: ≥ 2 min
             job = await storage.get_job(self.running_job)
             if job is not None and job.state == "running":
                 break
             await asyncio.sleep(0.02)
+        else:
+            raise AssertionError(f"the held job {self.running_job} never started")
         done = kb.parse(result.callback_data[0])
         assert done is not None and done.job_id is not None
         self.done_job = done.job_id
