@@ -6,57 +6,12 @@ Celery worker can run it. The engine knows nothing of Telegram.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections.abc import Sequence
 
+from engine.job import CancelCheck, Progress, ProgressCallback, Result
 from engine.params import StyleParams
 
-
-@dataclass(frozen=True)
-class Progress:
-    """One progress report, sent between optimizer steps."""
-
-    scale: int
-    """0-based index of the current scale (coarsest is 0)."""
-    scales: int
-    step: int
-    """Steps done so far over all scales."""
-    total_steps: int
-    loss: float
-    style_loss: float
-    content_loss: float
-    tv_loss: float
-    elapsed: float
-    """Seconds since the job started (decoding and model build included)."""
-    eta: float
-    """Estimated seconds left."""
-    preview: bytes | None = None
-    """A small JPEG of the picture so far; set once at the end of each scale but the last."""
-
-    @property
-    def fraction(self) -> float:
-        return 0.0 if self.total_steps <= 0 else min(1.0, self.step / self.total_steps)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Result:
-    image: bytes
-    """The stylized picture, encoded as `params.output_format`."""
-    width: int
-    height: int
-    losses: dict[str, float] = field(default_factory=dict)
-    """total, style, content, tv: on the weighted objective of the final scale."""
-    timings: dict[str, float] = field(default_factory=dict)
-    """decode, model, optimize, encode, total (seconds)."""
-    mime_type: str = "image/jpeg"
-
-
-ProgressCallback = Callable[[Progress], None]
-CancelCheck = Callable[[], bool]
+__all__ = ["CancelCheck", "Progress", "ProgressCallback", "Result", "stylize", "warm_up"]
 
 
 def stylize(
@@ -77,7 +32,9 @@ def stylize(
     (None: the STYLEBOT_WEIGHTS environment variable, else "imagenet"); the model is built
     once per process and reused.
     """
-    from engine.pipeline import run_pipeline  # TensorFlow is imported only when a job runs
+    # Imported here, not at the top: the pipeline imports TensorFlow, which only worker
+    # processes may load (the bot imports this module's types).
+    from engine.pipeline import run_pipeline
 
     return run_pipeline(
         content,
@@ -92,6 +49,6 @@ def stylize(
 
 def warm_up(weights: str | None = None) -> None:
     """Build the model and trace the compiled step once, so a worker's first job starts fast."""
-    from engine.pipeline import warm_up as _warm_up
+    from engine.pipeline import warm_up as _warm_up  # TensorFlow: see `stylize`
 
     _warm_up(weights)

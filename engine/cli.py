@@ -153,7 +153,7 @@ class _ProgressBar:
         if not self.enabled:
             return
         if self.bar is None:
-            from tqdm import tqdm
+            from tqdm import tqdm  # only when a bar is shown (not with --quiet or --json)
 
             self.bar = tqdm(
                 total=progress.total_steps, unit="step", dynamic_ncols=True, file=sys.stderr
@@ -181,6 +181,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         content = _read(args.content)
         styles = [_read(p) for p in args.styles]
         init = _read(args.init_image) if args.init_image else None
+        # Imported after the arguments are checked: TensorFlow takes seconds to load, and a
+        # mistyped flag should be reported at once.
         from engine.api import stylize
 
         result = stylize(content, styles, params, init=init, on_progress=bar, weights=args.weights)

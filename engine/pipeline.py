@@ -16,7 +16,6 @@ import numpy as np
 from PIL import Image
 
 from engine import color
-from engine.api import CancelCheck, Progress, ProgressCallback, Result
 from engine.errors import Cancelled
 from engine.images import (
     decode_image,
@@ -26,6 +25,7 @@ from engine.images import (
     resize_long_side,
     to_array,
 )
+from engine.job import CancelCheck, Progress, ProgressCallback, Result
 from engine.objective import LossParts, Objective, get_objective
 from engine.optimize import Best, run_adam, run_lbfgs
 from engine.params import ParamsError, StyleParams

@@ -5,7 +5,8 @@ Start a worker (one job at a time per process; add processes or machines to scal
     STYLEBOT_REDIS_URL=redis://host:6379/0 STYLEBOT_WEIGHTS=imagenet \\
         celery --app engine.tasks worker --concurrency 1 --pool prefork
 
-Redis is the broker and the result backend. Only JSON crosses the wire (pictures are base64).
+Redis is the broker and the result backend. Only JSON crosses the wire: the task takes
+`encode(JobSpec)` and returns `encode(JobOutcome)` (`engine.job`; pictures are base64).
 Delivery is at-least-once and completion exactly-once:
 
 - ``task_acks_late`` + ``task_reject_on_worker_lost``: a message is acknowledged only when the
@@ -17,8 +18,9 @@ Delivery is at-least-once and completion exactly-once:
 - the task id is the job id, and a redelivered task whose job already succeeded returns the
   stored outcome instead of painting again.
 
-Progress: the task's state is ``PROGRESS`` with `Progress.to_dict()` as meta (preview in
-base64, repeated with its ``preview_index`` until the next one so a poller cannot miss it).
+Progress: the task's state is ``PROGRESS`` with ``{"progress": encode(Progress),
+"preview_index": n}`` as meta; the latest preview is repeated with its index until the next
+one, so a poller cannot miss it.
 Cancellation: a Redis key ``stylebot:cancel:<job_id>``, checked between optimizer steps (a
 revoke cannot stop a task that has started).
 
@@ -29,7 +31,7 @@ STYLEBOT_JOB_FUNCTION / STYLEBOT_WORKER_INIT (dotted paths; tests swap in a ligh
 
 from __future__ import annotations
 
-import base64
+import dataclasses
 import logging
 import os
 import time
@@ -38,6 +40,18 @@ from typing import Any
 from celery import Celery, signals
 from celery.exceptions import SoftTimeLimitExceeded
 
+from engine.job import (
+    DEFAULT_JOB_TIMEOUT_S,
+    DEFAULT_REDIS_URL,
+    DecodeError,
+    FailureCode,
+    JobOutcome,
+    JobSpec,
+    OutcomeStatus,
+    Progress,
+    decode,
+    encode,
+)
 from engine.worker import DEFAULT_INITIALIZER, DEFAULT_JOB_FUNCTION, load_callable
 
 log = logging.getLogger(__name__)
@@ -50,8 +64,6 @@ COMPLETIONS_KEY = "stylebot:completions:{job_id}"
 KEY_TTL_S = 7 * 24 * 3600
 CANCEL_CHECK_INTERVAL_S = 0.2
 PROGRESS_INTERVAL_S = 0.2
-DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
-DEFAULT_JOB_TIMEOUT_S = 600.0
 
 
 def _env_float(name: str, default: float) -> float:
@@ -108,20 +120,12 @@ _redis_clients: dict[tuple[int, str], Any] = {}
 
 def _redis(url: str) -> Any:
     """One Redis client per process (prefork children must not share their parent's)."""
-    import redis
+    import redis  # the redis client is only needed inside a worker, on its first job
 
     key = (os.getpid(), url)
     if key not in _redis_clients:
         _redis_clients[key] = redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=10)
     return _redis_clients[key]
-
-
-def _b64(data: bytes | None) -> str | None:
-    return None if data is None else base64.b64encode(data).decode("ascii")
-
-
-def _unb64(text: str | None) -> bytes | None:
-    return None if text is None else base64.b64decode(text)
 
 
 def _stylize_task(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
@@ -132,7 +136,7 @@ def _stylize_task(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
     previous = self.app.backend.get_task_meta(job_id)
     if previous.get("status") == "SUCCESS" and isinstance(previous.get("result"), dict):
         log.info("job %s already completed; returning the stored outcome", job_id)
-        return previous["result"]
+        return dict(previous["result"])
 
     cancel_key = CANCEL_KEY.format(job_id=job_id)
     last_check = 0.0
@@ -150,45 +154,41 @@ def _stylize_task(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
         return cancelled
 
     last_report = 0.0
-    preview: str | None = None
+    preview: bytes | None = None
     preview_index = 0
 
-    def report(progress: dict[str, Any]) -> None:
+    def report(progress: Progress) -> None:
         nonlocal last_report, preview, preview_index
-        meta = dict(progress)
-        fresh = meta.get("preview")
-        if fresh is not None:
-            preview = _b64(fresh)
+        fresh = progress.preview is not None
+        if fresh:
+            preview = progress.preview
             preview_index += 1
-        meta["preview"] = preview
-        meta["preview_index"] = preview_index
         now = time.monotonic()
-        last = meta.get("step") == meta.get("total_steps")
-        if fresh is None and not last and now - last_report < PROGRESS_INTERVAL_S:
+        if not fresh and not progress.is_last and now - last_report < PROGRESS_INTERVAL_S:
             return
         last_report = now
-        self.update_state(state="PROGRESS", meta=meta)
+        shown = dataclasses.replace(progress, preview=preview)
+        self.update_state(
+            state="PROGRESS", meta={"progress": encode(shown), "preview_index": preview_index}
+        )
 
     if should_cancel():
-        return {"status": "cancelled", "message": "The job was cancelled."}
-    spec = {
-        "job_id": job_id,
-        "content": _unb64(payload["content"]),
-        "styles": [_unb64(s) for s in payload["styles"]],
-        "params": payload.get("params") or {},
-        "init": _unb64(payload.get("init")),
-    }
+        return encode(JobOutcome.cancelled())
+    try:
+        spec = decode(JobSpec, payload)
+    except DecodeError as error:
+        log.error("job %s: unreadable job message: %s", job_id, error)
+        return encode(JobOutcome.rejected(FailureCode.BAD_PARAMS, str(error)))
     function = load_callable(os.environ.get("STYLEBOT_JOB_FUNCTION") or DEFAULT_JOB_FUNCTION)
     try:
-        outcome = dict(function(spec, report, should_cancel))
+        outcome: JobOutcome = function(spec, report, should_cancel)
     except SoftTimeLimitExceeded:
-        return {"status": "timeout", "message": "The job took too long and was stopped."}
-    if outcome.get("status") == "done":
-        outcome["image"] = _b64(outcome["image"])
+        return encode(JobOutcome.timed_out())
+    if outcome.status is OutcomeStatus.DONE:
         completions = COMPLETIONS_KEY.format(job_id=job_id)
         client.incr(completions)
         client.expire(completions, KEY_TTL_S)
-    return outcome
+    return dict(encode(outcome))
 
 
 def _init_worker_process(**_: Any) -> None:

@@ -2,18 +2,12 @@
 
 Knows nothing of Telegram nor of the executor that runs it: the local process pool
 (`bot.executors.local`) and the Celery task (`engine.tasks`) both call `init_worker` once
-per process and `run_job` once per job. Inputs and outputs are plain values (bytes, str,
-numbers, lists, dicts) so any transport can carry them.
+per process and `run_job` once per job, with the typed shapes of `engine.job`.
 
-The outcome of `run_job` is a dict with a `status`:
-
-- ``"done"``: ``image`` (bytes), ``width``, ``height``, ``losses``, ``timings``, ``mime_type``;
-- ``"rejected"``: ``message`` (a sentence fit for a user) and ``code`` (``ImageError.code``
-  or ``"bad_params"``); never worth retrying;
-- ``"cancelled"``: ``message``;
-- ``"failed"``: ``message``, for any other `EngineError` the engine raised on purpose.
-
-Unexpected exceptions propagate: the executor reports them as a failure.
+`run_job` returns a `JobOutcome`: done with a `Result`, rejected (a refused picture or
+parameters; never worth retrying), cancelled, or failed for any other `EngineError` the
+engine raised on purpose. Unexpected exceptions propagate: the executor reports them as a
+failure.
 """
 
 from __future__ import annotations
@@ -24,11 +18,8 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import Cancelled, EngineError, ImageError
-from engine.params import ParamsError, StyleParams
-
-ReportFunction = Callable[[dict[str, Any]], None]
-CancelFunction = Callable[[], bool]
-JobFunction = Callable[[dict[str, Any], ReportFunction, CancelFunction], dict[str, Any]]
+from engine.job import CancelCheck, FailureCode, JobOutcome, JobSpec, ProgressCallback
+from engine.params import ParamsError
 
 DEFAULT_JOB_FUNCTION = "engine.worker:run_job"
 DEFAULT_INITIALIZER = "engine.worker:init_worker"
@@ -59,7 +50,8 @@ def init_worker(weights: str | None = None) -> None:
         os.environ["STYLEBOT_WEIGHTS"] = weights
     if weights in _warmed_up:
         return
-    from engine.api import warm_up  # TensorFlow is imported here, in the worker only
+    # Imported here, not at the top: they load TensorFlow, in the worker process only.
+    from engine.api import warm_up
     from engine.hardware import configure_threads
 
     configure_threads()
@@ -67,49 +59,29 @@ def init_worker(weights: str | None = None) -> None:
     _warmed_up.add(weights)
 
 
-def run_job(
-    spec: dict[str, Any], report: ReportFunction, should_cancel: CancelFunction
-) -> dict[str, Any]:
-    """Run one job described by `spec` and return its outcome (see the module docstring).
-
-    `spec` holds ``content`` (bytes), ``styles`` (list of bytes), ``params``
-    (`StyleParams.to_dict()`) and optionally ``init`` (bytes or None). `report` receives
-    `Progress.to_dict()` after optimizer steps; `should_cancel` is polled between steps.
-    """
-    from engine.api import Progress, stylize
-
-    try:
-        params = StyleParams.from_dict(dict(spec.get("params") or {}))
-    except (ParamsError, TypeError) as error:
-        return {"status": "rejected", "message": str(error), "code": "bad_params"}
-
-    def on_progress(progress: Progress) -> None:
-        report(progress.to_dict())
+def run_job(spec: JobSpec, report: ProgressCallback, should_cancel: CancelCheck) -> JobOutcome:
+    """Paint one job. `report` receives progress after optimizer steps; `should_cancel` is
+    polled between steps."""
+    # Imported here: engine.api pulls in the pipeline and TensorFlow, which only a worker
+    # process loads (the bot imports this module for its defaults).
+    from engine.api import stylize
 
     try:
         result = stylize(
-            spec["content"],
-            list(spec["styles"]),
-            params,
-            init=spec.get("init"),
-            on_progress=on_progress,
+            spec.content,
+            list(spec.styles),
+            spec.params,
+            init=spec.init,
+            on_progress=report,
             should_cancel=should_cancel,
             weights=os.environ.get("STYLEBOT_WEIGHTS") or None,
         )
-    except Cancelled as error:
-        return {"status": "cancelled", "message": str(error)}
+    except Cancelled:
+        return JobOutcome.cancelled()
     except ImageError as error:
-        return {"status": "rejected", "message": str(error), "code": error.code}
+        return JobOutcome.rejected(error.code, str(error))
     except ParamsError as error:
-        return {"status": "rejected", "message": str(error), "code": "bad_params"}
+        return JobOutcome.rejected(FailureCode.BAD_PARAMS, str(error))
     except EngineError as error:
-        return {"status": "failed", "message": str(error)}
-    return {
-        "status": "done",
-        "image": result.image,
-        "width": result.width,
-        "height": result.height,
-        "losses": dict(result.losses),
-        "timings": dict(result.timings),
-        "mime_type": result.mime_type,
-    }
+        return JobOutcome.failed(str(error))
+    return JobOutcome.done(result)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 
-def hang_job(spec: dict[str, Any], report: Any, should_cancel: Any) -> dict[str, Any]:
+def hang_job(spec: Any, report: Any, should_cancel: Any) -> Any:
     """A worker job function that hangs: never reports, never checks for cancellation."""
     while True:
         time.sleep(3600)

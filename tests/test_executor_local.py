@@ -23,12 +23,20 @@ from bot.executors.base import (
     JobCancelled,
     JobFailed,
     JobRejected,
-    JobSpec,
     JobTimedOut,
     WorkerLost,
 )
 from bot.executors.local import LocalExecutor
-from engine.api import Progress
+from engine.job import (
+    CancelCheck,
+    FailureCode,
+    JobOutcome,
+    JobSpec,
+    Progress,
+    ProgressCallback,
+    Result,
+)
+from engine.params import StyleParams
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 SLEEPY = "tests.test_executor_local:sleepy_job"
@@ -39,7 +47,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 # -- job functions run inside the workers ---------------------------------------------------
 
 
-def progress_dict(step: int, total: int, preview: bytes | None = None) -> dict[str, Any]:
+def progress_at(step: int, total: int, preview: bytes | None = None) -> Progress:
     return Progress(
         scale=0,
         scales=1,
@@ -52,45 +60,43 @@ def progress_dict(step: int, total: int, preview: bytes | None = None) -> dict[s
         elapsed=0.0,
         eta=0.0,
         preview=preview,
-    ).to_dict()
+    )
 
 
-def sleepy_job(spec: dict[str, Any], report: Any, should_cancel: Any) -> dict[str, Any]:
-    """`params`: steps, delay (s per step), ignore_cancel, fail, reject, image_size (bytes)."""
-    params = spec["params"]
-    steps = int(params.get("steps", 5))
+def sleepy_job(spec: JobSpec, report: ProgressCallback, should_cancel: CancelCheck) -> JobOutcome:
+    """What it does comes from `params.extra`: steps, delay (s per step), ignore_cancel, fail,
+    reject, image_size (bytes)."""
+    options = spec.params.extra
+    steps = int(options.get("steps", 5))
     for step in range(1, steps + 1):
-        if should_cancel() and not params.get("ignore_cancel"):
-            return {"status": "cancelled", "message": "The job was cancelled."}
-        time.sleep(float(params.get("delay", 0.02)))
-        report(progress_dict(step, steps))
-    if params.get("fail"):
+        if should_cancel() and not options.get("ignore_cancel"):
+            return JobOutcome.cancelled()
+        time.sleep(float(options.get("delay", 0.02)))
+        report(progress_at(step, steps))
+    if options.get("fail"):
         raise RuntimeError("boom")
-    if params.get("reject"):
-        return {"status": "rejected", "message": "That is not a picture.", "code": "not_image"}
-    image = b"R" * int(params.get("image_size", 0)) or b"result:" + spec["content"]
-    return {
-        "status": "done",
-        "image": image,
-        "width": 3,
-        "height": 2,
-        "losses": {"total": 1.0},
-        "timings": {"total": 0.1},
-        "mime_type": "image/jpeg",
-        "pid": os.getpid(),
-    }
+    if options.get("reject"):
+        return JobOutcome.rejected("not_image", "That is not a picture.")
+    image = b"R" * int(options.get("image_size", 0)) or b"result:" + spec.content
+    return JobOutcome.done(
+        Result(image, 3, 2, losses={"total": 1.0}, timings={"total": 0.1, "pid": os.getpid()})
+    )
 
 
 def no_init(weights: str | None) -> None:
     """Initializer of the test pools: nothing to build."""
 
 
-def spec(job_id: str, **params: Any) -> JobSpec:
-    return JobSpec(job_id=job_id, content=job_id.encode(), styles=[b"style"], params=params)
+def spec(job_id: str, **options: Any) -> JobSpec:
+    """A job for `sleepy_job`; `options` go to `params.extra`."""
+    return JobSpec(job_id, job_id.encode(), (b"style",), StyleParams(extra=options))
 
 
 class Heartbeat:
-    """A 10 ms ticker on the loop; `worst` is the longest gap seen between two ticks."""
+    """A 10 ms ticker on the loop; `worst` is the longest gap seen between two ticks.
+
+    The tests compare `worst` with the duration of the work measured in the same run: work
+    done on the event loop would stall the ticker for about all of it."""
 
     def __init__(self, period: float = 0.01) -> None:
         self.period = period
@@ -173,27 +179,34 @@ async def test_failures_and_rejections_are_typed(pool: LocalExecutor) -> None:
 
 
 async def test_cancel_stops_a_job_within_a_step(pool: LocalExecutor) -> None:
+    steps: list[int] = []
     started = asyncio.Event()
-    task = asyncio.ensure_future(
-        pool.run(spec("job-c", steps=100, delay=0.1), lambda p: started.set())
-    )
+
+    def on_progress(progress: Progress) -> None:
+        steps.append(progress.step)
+        started.set()
+
+    task = asyncio.ensure_future(pool.run(spec("job-c", steps=100, delay=0.1), on_progress))
     await asyncio.wait_for(started.wait(), 10)
-    t0 = time.perf_counter()
+    asked_at = len(steps)
     await pool.cancel("job-c")
     with pytest.raises(JobCancelled):
         await task
-    assert time.perf_counter() - t0 < 0.1 + 0.5  # one step, plus slack for a busy machine
+    # the step under way when the request came may finish; no other one starts
+    assert len(steps) <= asked_at + 2, steps
     await pool.cancel("unknown-job")  # ignored
 
 
 async def test_two_jobs_run_at_once_on_two_workers(pool: LocalExecutor) -> None:
-    t0 = time.perf_counter()
+    order: list[str] = []
     results = await asyncio.gather(
-        pool.run(spec("job-p1", steps=10, delay=0.05)),
-        pool.run(spec("job-p2", steps=10, delay=0.05)),
+        pool.run(spec("job-p1", steps=10, delay=0.05), lambda p: order.append("p1")),
+        pool.run(spec("job-p2", steps=10, delay=0.05), lambda p: order.append("p2")),
     )
-    assert len(results) == 2
-    assert time.perf_counter() - t0 < 0.95  # sequential would take at least 1 s
+    # at once: each job reported progress before the other one had finished
+    assert order.index("p2") < len(order) - 1 - order[::-1].index("p1")
+    assert order.index("p1") < len(order) - 1 - order[::-1].index("p2")
+    assert {r.timings["pid"] for r in results} == set(pool.worker_pids)
 
 
 async def test_a_killed_worker_fails_the_job_and_is_replaced(pool: LocalExecutor) -> None:
@@ -214,15 +227,16 @@ async def test_a_killed_worker_fails_the_job_and_is_replaced(pool: LocalExecutor
 
 async def test_the_loop_stays_responsive_during_a_big_job(pool: LocalExecutor) -> None:
     payload = b"x" * 8_000_000  # 8 MB each way through the pipes
-    big = JobSpec(
-        "job-big", payload, [payload], {"steps": 50, "delay": 0.01, "image_size": 8_000_000}
-    )
+    options = {"steps": 50, "delay": 0.01, "image_size": 8_000_000}
+    big = JobSpec("job-big", payload, (payload,), StyleParams(extra=options))
     with Heartbeat() as heartbeat:
+        t0 = time.perf_counter()
         result = await pool.run(big, lambda p: None)
+        elapsed = time.perf_counter() - t0
     assert len(result.image) == 8_000_000
     print(f"\nworst event-loop lag during an 8 MB job: {heartbeat.worst * 1000:.1f} ms")
     assert heartbeat.ticks > 20
-    assert heartbeat.worst < 0.25
+    assert heartbeat.worst < elapsed / 2
 
 
 async def test_a_job_over_its_time_limit_is_killed() -> None:
@@ -231,10 +245,12 @@ async def test_a_job_over_its_time_limit_is_killed() -> None:
     try:
         await executor.wait_ready(60)
         first_pid = executor.worker_pids[0]
-        t0 = time.perf_counter()
+        steps: list[int] = []
         with pytest.raises(JobTimedOut):
-            await executor.run(spec("job-slow", steps=100, delay=0.1))
-        assert time.perf_counter() - t0 < 3
+            await executor.run(
+                spec("job-slow", steps=100, delay=0.1), lambda p: steps.append(p.step)
+            )
+        assert len(steps) < 100  # stopped, not finished
         result = await executor.run(spec("job-next", steps=1))
         assert result.image == b"result:job-next"
         assert executor.worker_pids != [first_pid]
@@ -248,8 +264,9 @@ async def test_jobs_fail_with_a_message_when_no_worker_can_start(tmp_path: Path)
     executor = LocalExecutor(workers=1, weights=missing, job_function=SLEEPY, job_timeout=60)
     await executor.start()
     try:
-        with pytest.raises(JobFailed, match="could not start"):
+        with pytest.raises(JobFailed) as failed:
             await asyncio.wait_for(executor.run(spec("job-orphan", steps=1)), 60)
+        assert failed.value.code == FailureCode.ENGINE_DOWN
     finally:
         await executor.close()
 
@@ -311,8 +328,8 @@ def engine_spec(job_id: str, steps: int, content: bytes | None = None) -> JobSpe
         pytest.skip("needs the shared test pictures")
     photo = (CONTENT_DIR / "tubingen.jpg").read_bytes()
     style = (STYLES_DIR / "sunday_on_la_grande_jatte.jpg").read_bytes()
-    params = StyleParams(size=64, scales=1, steps=(steps,)).to_dict()
-    return JobSpec(job_id, photo if content is None else content, [style], params)
+    params = StyleParams(size=64, scales=1, steps=(steps,))
+    return JobSpec(job_id, photo if content is None else content, (style,), params)
 
 
 async def test_the_real_engine_paints_without_blocking_the_loop(engine_pool: LocalExecutor) -> None:
@@ -328,7 +345,7 @@ async def test_the_real_engine_paints_without_blocking_the_loop(engine_pool: Loc
     assert result.mime_type == "image/jpeg" and result.image[:2] == b"\xff\xd8"
     assert max(result.width, result.height) == 64
     assert seen and [p.step for p in seen] == sorted(p.step for p in seen)
-    assert heartbeat.worst < 0.25
+    assert heartbeat.worst < elapsed / 2  # painting on the loop would stall it throughout
 
 
 async def test_the_real_engine_rejects_a_bad_picture(engine_pool: LocalExecutor) -> None:
@@ -338,14 +355,21 @@ async def test_the_real_engine_rejects_a_bad_picture(engine_pool: LocalExecutor)
 
 
 async def test_the_real_engine_cancels_within_a_step(engine_pool: LocalExecutor) -> None:
+    steps: list[int] = []
     started = asyncio.Event()
-    task = asyncio.ensure_future(
-        engine_pool.run(engine_spec("engine-cancel", 2000), lambda p: started.set())
-    )
+
+    def on_progress(progress: Progress) -> None:
+        steps.append(progress.step)
+        started.set()
+
+    task = asyncio.ensure_future(engine_pool.run(engine_spec("engine-cancel", 2000), on_progress))
     await asyncio.wait_for(started.wait(), 60)
     t0 = time.perf_counter()
+    asked_at = len(steps)
     await engine_pool.cancel("engine-cancel")
     with pytest.raises(JobCancelled):
-        await asyncio.wait_for(task, 30)
+        await asyncio.wait_for(task, 60)
     print(f"\nreal engine cancelled {1000 * (time.perf_counter() - t0):.0f} ms after the request")
-    assert time.perf_counter() - t0 < 2.0
+    # stopped within a few steps: those already in the pipe when the request came, and the
+    # one under way (64 px steps take milliseconds, so a busy loop may be a few behind)
+    assert len(steps) <= asked_at + 25, (asked_at, len(steps))

@@ -15,7 +15,6 @@ from bot.executors.base import (
     JobCancelled,
     JobFailed,
     JobRejected,
-    JobSpec,
     JobTimedOut,
     WorkerLost,
 )
@@ -30,7 +29,6 @@ __all__ = [
     "JobCancelled",
     "JobFailed",
     "JobRejected",
-    "JobSpec",
     "JobTimedOut",
     "WorkerLost",
     "make_executor",
@@ -42,6 +40,7 @@ __all__ = [
 def make_executor(settings: Settings) -> Executor:
     """The executor `settings.executor` names: "local" (default) or "celery"."""
     if settings.executor == "celery":
+        # Imported only when chosen: Celery and redis are an optional extra.
         from bot.executors.celery import CeleryExecutor
 
         return CeleryExecutor(
@@ -50,7 +49,7 @@ def make_executor(settings: Settings) -> Executor:
             capacity=settings.celery_capacity,
         )
     if settings.executor == "local":
-        from bot.executors.local import LocalExecutor
+        from bot.executors.local import LocalExecutor  # likewise, for symmetry and start-up
 
         return LocalExecutor(
             workers=settings.workers, weights=settings.weights, job_timeout=settings.job_timeout

@@ -1,45 +1,37 @@
 """The one interface between the bot and whatever runs the engine.
 
-The bot never knows which executor runs a job: it hands over a `JobSpec` and awaits a
-`Result` (from `engine.api`) or one of the typed errors below.
+The bot never knows which executor runs a job: it hands over an `engine.job.JobSpec` and
+awaits a `Result`, or one of the typed errors below. Each error carries a stable `code` (an
+`engine.job.FailureCode`, or the engine's `ImageError.code` for a refused picture) from which
+the bot picks the sentence a user reads; `str(error)` is for logs.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
 
-from engine.api import Progress, Result
-
-
-@dataclass(frozen=True)
-class JobSpec:
-    job_id: str
-    content: bytes
-    styles: list[bytes]
-    params: dict[str, Any]
-    """`engine.params.StyleParams.to_dict()`: JSON-safe, so any executor can carry it."""
-    init: bytes | None = None
-    """A previous result to warm-start from (same pair, another setting)."""
-    meta: dict[str, Any] = field(default_factory=dict)
-
+from engine.job import FailureCode, JobOutcome, JobSpec, OutcomeStatus, Progress, Result
 
 ProgressHandler = Callable[[Progress], None]
 """Called on the event loop's thread, in order, for every progress report of a job."""
 
 
 class ExecutorError(Exception):
-    """Base of the typed errors; `str()` is safe to show a user."""
+    """Base of the typed errors."""
+
+    code: str = FailureCode.FAILED
+
+    def __init__(self, message: str = "", code: str | None = None) -> None:
+        super().__init__(message or type(self).__doc__ or type(self).__name__)
+        if code is not None:
+            self.code = code
 
 
 class JobRejected(ExecutorError):
     """The engine refused the input (bad picture, bad parameters). Never retried."""
 
-    def __init__(self, message: str, code: str = "bad_input") -> None:
-        super().__init__(message)
-        self.code = code
+    code = FailureCode.BAD_PARAMS
 
 
 class JobCancelled(ExecutorError):
@@ -49,13 +41,19 @@ class JobCancelled(ExecutorError):
 class JobTimedOut(ExecutorError):
     """The job ran past its time limit and was stopped."""
 
+    code = FailureCode.TIMED_OUT
+
 
 class WorkerLost(ExecutorError):
     """The process running the job died (crash, OOM, kill -9). The job may be retried."""
 
+    code = FailureCode.WORKER_LOST
+
 
 class ExecutorUnavailable(ExecutorError):
     """The executor cannot take jobs now (e.g. Redis is down). The job stays queued."""
+
+    code = FailureCode.ENGINE_DOWN
 
 
 class JobFailed(ExecutorError):
@@ -97,36 +95,15 @@ class Executor(abc.ABC):
         return None
 
 
-def spec_to_dict(spec: JobSpec) -> dict[str, Any]:
-    """The plain dict `engine.worker.run_job` takes (bytes stay bytes)."""
-    return {
-        "job_id": spec.job_id,
-        "content": spec.content,
-        "styles": list(spec.styles),
-        "params": dict(spec.params),
-        "init": spec.init,
-    }
-
-
-def result_from_outcome(outcome: dict[str, Any]) -> Result:
-    """Turn `engine.worker.run_job`'s outcome dict into a `Result`, or raise the typed error."""
-    status = outcome.get("status")
-    if status == "done":
-        return Result(
-            image=outcome["image"],
-            width=int(outcome["width"]),
-            height=int(outcome["height"]),
-            losses={k: float(v) for k, v in (outcome.get("losses") or {}).items()},
-            timings={k: float(v) for k, v in (outcome.get("timings") or {}).items()},
-            mime_type=str(outcome.get("mime_type") or "image/jpeg"),
-        )
-    message = str(outcome.get("message") or "")
-    if status == "rejected":
-        raise JobRejected(
-            message or "The picture was refused.", str(outcome.get("code") or "bad_input")
-        )
-    if status == "cancelled":
-        raise JobCancelled(message or "The job was cancelled.")
-    if status == "timeout":
-        raise JobTimedOut(message or "The job took too long and was stopped.")
-    raise JobFailed(message or "Something went wrong while painting.")
+def result_or_raise(outcome: JobOutcome) -> Result:
+    """The outcome's `Result`, or the typed error its status stands for."""
+    status = outcome.status
+    if status is OutcomeStatus.DONE and outcome.result is not None:
+        return outcome.result
+    if status is OutcomeStatus.REJECTED:
+        raise JobRejected(outcome.message, outcome.code or None)
+    if status is OutcomeStatus.CANCELLED:
+        raise JobCancelled(outcome.message)
+    if status is OutcomeStatus.TIMED_OUT:
+        raise JobTimedOut(outcome.message)
+    raise JobFailed(outcome.message, outcome.code or None)

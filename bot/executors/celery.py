@@ -19,9 +19,9 @@ visibility timeout, so a job redelivered after its worker died still fits) → `
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 from bot.executors.base import (
@@ -29,12 +29,20 @@ from bot.executors.base import (
     ExecutorUnavailable,
     JobCancelled,
     JobFailed,
-    JobSpec,
     JobTimedOut,
     ProgressHandler,
-    result_from_outcome,
+    result_or_raise,
 )
-from engine.api import Progress, Result
+from engine.job import (
+    DEFAULT_JOB_TIMEOUT_S,
+    DecodeError,
+    JobOutcome,
+    JobSpec,
+    Progress,
+    Result,
+    decode,
+    encode,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +56,7 @@ class CeleryExecutor(Executor):
         self,
         redis_url: str,
         *,
-        job_timeout: float = 600.0,
+        job_timeout: float = DEFAULT_JOB_TIMEOUT_S,
         capacity: int = 2,
         poll_interval: float = 0.25,
         visibility_timeout: float | None = None,
@@ -77,9 +85,11 @@ class CeleryExecutor(Executor):
     async def start(self) -> None:
         if self._app is not None:
             return
+        # Imported on start, not at the top: only a bot configured for Celery needs them
+        # (engine.tasks imports Celery, never TensorFlow).
         import redis
 
-        from engine.tasks import make_app  # Celery only; TensorFlow stays out of the bot
+        from engine.tasks import make_app
 
         self._app = make_app(self._redis_url, self._job_timeout, self._visibility_timeout)
         self._redis = redis.Redis.from_url(
@@ -98,7 +108,7 @@ class CeleryExecutor(Executor):
         await self._call(lambda client: client.ping())
 
     async def cancel(self, job_id: str) -> None:
-        from engine.tasks import CANCEL_KEY
+        from engine.tasks import CANCEL_KEY  # Celery: see `start`
 
         self._cancelled.add(job_id)
         key = CANCEL_KEY.format(job_id=job_id)
@@ -124,7 +134,7 @@ class CeleryExecutor(Executor):
     # -- helpers ------------------------------------------------------------------------------
     async def _call(self, function: Any) -> Any:
         """Run a Redis call in a thread; connection trouble becomes `ExecutorUnavailable`."""
-        import redis
+        import redis  # see `start`
 
         if self._redis is None:
             raise ExecutorUnavailable("The painting service is not started.")
@@ -134,7 +144,7 @@ class CeleryExecutor(Executor):
             raise ExecutorUnavailable("The painting service is unreachable right now.") from error
 
     async def _meta(self, job_id: str) -> dict[str, Any]:
-        import redis
+        import redis  # see `start`
 
         app = self._app
         try:
@@ -143,18 +153,9 @@ class CeleryExecutor(Executor):
             raise ExecutorUnavailable("The painting service is unreachable right now.") from error
 
     async def _submit(self, spec: JobSpec, forget: bool) -> None:
-        from engine.tasks import TASK_NAME
+        from engine.tasks import TASK_NAME  # Celery: see `start`
 
-        def b64(data: bytes) -> str:
-            return base64.b64encode(data).decode("ascii")
-
-        payload = {
-            "job_id": spec.job_id,
-            "content": b64(spec.content),
-            "styles": [b64(s) for s in spec.styles],
-            "params": dict(spec.params),
-            "init": None if spec.init is None else b64(spec.init),
-        }
+        payload = encode(spec)
         app = self._app
 
         def send() -> None:
@@ -173,7 +174,7 @@ class CeleryExecutor(Executor):
         started = time.monotonic()
         failing_since: float | None = None
         last_key: tuple[Any, ...] | None = None
-        last_preview = 0
+        last_preview: Any = 0
         while True:
             await asyncio.sleep(self._poll_interval)
             try:
@@ -192,32 +193,37 @@ class CeleryExecutor(Executor):
                 error = meta.get("result")
                 name = type(error).__name__
                 if name in ("TimeLimitExceeded", "SoftTimeLimitExceeded"):
-                    raise JobTimedOut("The job took too long and was stopped.")
+                    raise JobTimedOut(f"Celery: {name}")
                 log.error("job %s failed in a Celery worker: %s: %s", job_id, name, error)
-                raise JobFailed("Something went wrong while painting.")
+                raise JobFailed(f"{name}: {error}")
             if state == "REVOKED":
-                raise JobCancelled("The job was cancelled.")
+                raise JobCancelled()
             if state == "PROGRESS" and isinstance(meta.get("result"), dict):
-                info = dict(meta["result"])
-                key = (info.get("scale"), info.get("step"), info.get("preview_index"))
+                info = meta["result"]
+                index = info.get("preview_index")
+                try:
+                    progress = decode(Progress, info.get("progress"))
+                except DecodeError:
+                    log.warning("job %s: unreadable progress report", job_id)
+                    continue
+                key = (progress.scale, progress.step, index)
                 if key != last_key:
                     last_key = key
-                    index = int(info.pop("preview_index", 0) or 0)
-                    preview = info.pop("preview", None)
-                    info["preview"] = None
-                    if preview is not None and index != last_preview:
-                        last_preview = index
-                        info["preview"] = base64.b64decode(preview)
+                    if progress.preview is not None and index == last_preview:
+                        progress = replace(progress, preview=None)  # already delivered
+                    last_preview = index
                     if on_progress is not None:
                         try:
-                            on_progress(Progress(**info))
+                            on_progress(progress)
                         except Exception:
                             log.exception("progress handler of job %s failed", job_id)
             if time.monotonic() - started > self._await_limit:
-                raise JobTimedOut("The job took too long and was stopped.")
+                raise JobTimedOut(f"not finished after {self._await_limit:g} s")
 
-    def _finish(self, meta: dict[str, Any]) -> Result:
-        outcome = dict(meta.get("result") or {})
-        if outcome.get("status") == "done":
-            outcome["image"] = base64.b64decode(outcome["image"])
-        return result_from_outcome(outcome)
+    @staticmethod
+    def _finish(meta: dict[str, Any]) -> Result:
+        try:
+            outcome = decode(JobOutcome, meta.get("result"))
+        except DecodeError as error:
+            raise JobFailed(f"unreadable outcome: {error}") from error
+        return result_or_raise(outcome)

@@ -33,6 +33,7 @@ import time
 import traceback
 from collections import deque
 from dataclasses import dataclass, field
+from enum import StrEnum
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -41,21 +42,38 @@ from bot.executors.base import (
     ExecutorUnavailable,
     JobCancelled,
     JobFailed,
-    JobSpec,
     JobTimedOut,
     ProgressHandler,
     WorkerLost,
-    result_from_outcome,
-    spec_to_dict,
+    result_or_raise,
 )
-from engine.api import Progress, Result
+from engine.job import (
+    DEFAULT_JOB_TIMEOUT_S,
+    FailureCode,
+    JobFunction,
+    JobOutcome,
+    JobSpec,
+    Progress,
+    Result,
+)
 from engine.worker import DEFAULT_INITIALIZER, DEFAULT_JOB_FUNCTION, load_callable
 
 log = logging.getLogger(__name__)
 
-ENGINE_DOWN_MESSAGE = "The painting engine could not start; please try again later."
 # Workers run at a lower priority than the bot so its event loop answers while they paint.
 WORKER_NICENESS = 5
+
+
+class _Message(StrEnum):
+    """What a worker sends up its event pipe: (kind, job id or None, payload)."""
+
+    READY = "ready"  # payload: the worker's pid
+    INIT_FAILED = "init_failed"  # payload: the error, as text
+    PROGRESS = "progress"  # payload: a `Progress`
+    OUTCOME = "outcome"  # payload: a `JobOutcome`
+    ERROR = "error"  # payload: an unexpected exception, as text
+    DIED = "died"  # posted by the reader thread; payload: the exit code
+
 
 # -- the worker process -------------------------------------------------------------------
 
@@ -79,15 +97,15 @@ def _worker_main(
     with contextlib.suppress(OSError):
         os.nice(WORKER_NICENESS)
     try:
-        function = load_callable(job_function)
+        function: JobFunction = load_callable(job_function)
         if initializer:
             load_callable(initializer)(weights)
     except BaseException as error:
         traceback.print_exc()
         with contextlib.suppress(OSError):
-            events.send(("init_failed", None, f"{type(error).__name__}: {error}"))
+            events.send((_Message.INIT_FAILED, None, f"{type(error).__name__}: {error}"))
         return
-    events.send(("ready", None, os.getpid()))
+    events.send((_Message.READY, None, os.getpid()))
 
     def should_cancel() -> bool:
         # The parent sets the flag; a parent that died (we were re-parented) cancels too.
@@ -100,10 +118,10 @@ def _worker_main(
             return  # the parent closed our pipe or died
         if message is None:
             return
-        job_id, spec = message
+        spec: JobSpec = message
 
-        def report(progress: dict[str, Any], job_id: str = job_id) -> None:
-            events.send(("progress", job_id, progress))
+        def report(progress: Progress, job_id: str = spec.job_id) -> None:
+            events.send((_Message.PROGRESS, job_id, progress))
 
         try:
             outcome = function(spec, report, should_cancel)
@@ -111,9 +129,13 @@ def _worker_main(
             return  # the parent is gone
         except BaseException as error:
             traceback.print_exc()
-            reply: tuple[str, str, Any] = ("error", job_id, f"{type(error).__name__}: {error}")
+            reply: tuple[_Message, str, Any] = (
+                _Message.ERROR,
+                spec.job_id,
+                f"{type(error).__name__}: {error}",
+            )
         else:
-            reply = ("result", job_id, outcome)
+            reply = (_Message.OUTCOME, spec.job_id, outcome)
         try:
             events.send(reply)
         except OSError:
@@ -126,7 +148,7 @@ def _worker_main(
 @dataclass(eq=False)
 class _Job:
     spec: JobSpec
-    future: asyncio.Future[dict[str, Any]]
+    future: asyncio.Future[JobOutcome]
     on_progress: ProgressHandler | None
     worker: _Worker | None = None
     cancel_requested: bool = False
@@ -162,7 +184,7 @@ class LocalExecutor(Executor):
         workers: int = 1,
         weights: str | None = None,
         job_function: str = DEFAULT_JOB_FUNCTION,
-        job_timeout: float = 600.0,
+        job_timeout: float = DEFAULT_JOB_TIMEOUT_S,
         *,
         initializer: str | None = DEFAULT_INITIALIZER,
         cancel_grace: float = 30.0,
@@ -240,7 +262,7 @@ class LocalExecutor(Executor):
             raise
         finally:
             self._forget(job)
-        return result_from_outcome(outcome)
+        return result_or_raise(outcome)
 
     async def cancel(self, job_id: str) -> None:
         job = self._jobs.get(job_id)
@@ -249,7 +271,7 @@ class LocalExecutor(Executor):
         job.cancel_requested = True
         if job in self._waiting:
             self._waiting.remove(job)
-            self._resolve(job, error=JobCancelled("The job was cancelled."))
+            self._resolve(job, error=JobCancelled())
             return
         worker = job.worker
         if worker is not None:
@@ -379,10 +401,9 @@ class LocalExecutor(Executor):
             worker.cancel_flag.value = 1 if job.cancel_requested else 0
             assert self._loop is not None
             job.timers.append(self._loop.call_later(self._job_timeout, self._time_out, worker, job))
-            message = (job.spec.job_id, spec_to_dict(job.spec))
-            self._background_task(self._send(worker, message))
+            self._background_task(self._send(worker, job.spec))
 
-    async def _send(self, worker: _Worker, message: Any) -> None:
+    async def _send(self, worker: _Worker, message: JobSpec) -> None:
         try:
             await asyncio.to_thread(worker.tasks.send, message)
         except (OSError, ValueError) as error:
@@ -398,7 +419,7 @@ class LocalExecutor(Executor):
             self._job_timeout,
             worker.slot,
         )
-        self._resolve(job, error=JobTimedOut("The job took too long and was stopped."))
+        self._resolve(job, error=JobTimedOut())
         self._kill(worker)
 
     def _cancel_overdue(self, worker: _Worker, job: _Job) -> None:
@@ -407,7 +428,7 @@ class LocalExecutor(Executor):
         log.warning(
             "job %s ignored its cancellation: killing worker %d", job.spec.job_id, worker.slot
         )
-        self._resolve(job, error=JobCancelled("The job was cancelled."))
+        self._resolve(job, error=JobCancelled())
         self._kill(worker)
 
     def _kill(self, worker: _Worker) -> None:
@@ -429,7 +450,7 @@ class LocalExecutor(Executor):
 
     @staticmethod
     def _resolve(
-        job: _Job, outcome: dict[str, Any] | None = None, error: BaseException | None = None
+        job: _Job, outcome: JobOutcome | None = None, error: BaseException | None = None
     ) -> None:
         for timer in job.timers:
             timer.cancel()
@@ -438,8 +459,8 @@ class LocalExecutor(Executor):
             return
         if error is not None:
             job.future.set_exception(error)
-        else:
-            job.future.set_result(outcome or {})
+        elif outcome is not None:
+            job.future.set_result(outcome)
 
     def _background_task(self, coroutine: Any) -> None:
         task = asyncio.ensure_future(coroutine)
@@ -447,14 +468,14 @@ class LocalExecutor(Executor):
         task.add_done_callback(self._background.discard)
 
     # -- events from workers (loop thread) ----------------------------------------------------
-    def _on_event(self, worker: _Worker, kind: str, job_id: str | None, payload: Any) -> None:
-        if kind == "ready":
+    def _on_event(self, worker: _Worker, kind: _Message, job_id: str | None, payload: Any) -> None:
+        if kind is _Message.READY:
             worker.ready = True
             worker.pid = payload
             self._failures[worker.slot] = 0
             self._init_error = None
             self._dispatch()
-        elif kind == "init_failed":
+        elif kind is _Message.INIT_FAILED:
             self._init_error = str(payload)
             log.error("worker %d failed to start: %s", worker.slot, payload)
             if not any(w.ready for w in self._workers.values()):
@@ -462,30 +483,30 @@ class LocalExecutor(Executor):
                 # the waiting jobs so their users hear it now, not never.
                 for waiting in list(self._waiting):
                     self._waiting.remove(waiting)
-                    self._resolve(waiting, error=JobFailed(ENGINE_DOWN_MESSAGE))
-        elif kind == "progress":
+                    self._resolve(waiting, error=JobFailed(str(payload), FailureCode.ENGINE_DOWN))
+        elif kind is _Message.PROGRESS:
             job = worker.job
             if job is None or job.spec.job_id != job_id or job.future.done():
                 return
             if job.on_progress is not None:
                 try:
-                    job.on_progress(Progress(**payload))
+                    job.on_progress(payload)
                 except Exception:
                     log.exception("progress handler of job %s failed", job_id)
-        elif kind in ("result", "error"):
+        elif kind in (_Message.OUTCOME, _Message.ERROR):
             job = worker.job
             if job is None or job.spec.job_id != job_id:
                 return
             worker.job = None
             job.worker = None
             worker.cancel_flag.value = 0
-            if kind == "result":
+            if kind is _Message.OUTCOME:
                 self._resolve(job, outcome=payload)
             else:
                 log.error("job %s failed in worker %d: %s", job_id, worker.slot, payload)
-                self._resolve(job, error=JobFailed("Something went wrong while painting."))
+                self._resolve(job, error=JobFailed(str(payload)))
             self._dispatch()
-        elif kind == "died":
+        elif kind is _Message.DIED:
             self._on_death(worker, payload)
 
     def _on_death(self, worker: _Worker, exitcode: int | None) -> None:
@@ -504,9 +525,7 @@ class LocalExecutor(Executor):
                     exitcode,
                     job.spec.job_id,
                 )
-                self._resolve(
-                    job, error=WorkerLost("The worker running the job stopped unexpectedly.")
-                )
+                self._resolve(job, error=WorkerLost(f"worker exit code {exitcode}"))
         elif not worker.doomed:
             log.warning(
                 "worker %d (pid %s) died with exit code %s", worker.slot, worker.pid, exitcode
@@ -521,7 +540,7 @@ class LocalExecutor(Executor):
         with contextlib.suppress(OSError, ValueError):
             self._wake_w.send_bytes(b"!")
 
-    def _post(self, worker: _Worker, message: tuple[str, str | None, Any]) -> None:
+    def _post(self, worker: _Worker, message: tuple[_Message, str | None, Any]) -> None:
         loop = self._loop
         if loop is None or loop.is_closed():
             return
@@ -561,7 +580,7 @@ class LocalExecutor(Executor):
                     with self._lock:
                         if worker in self._watched:
                             self._watched.remove(worker)
-                    self._post(worker, ("died", None, worker.process.exitcode))
+                    self._post(worker, (_Message.DIED, None, worker.process.exitcode))
 
     def _receive(self, worker: _Worker, only_if_ready: bool = False) -> bool:
         """Read one message from a worker's event pipe; False at EOF (or nothing, if asked)."""
