@@ -31,12 +31,16 @@ import time
 import unicodedata
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Literal
 
 import aiosqlite
+
+from bot.jobmeta import JobMeta
+from engine.job import FINISHED_STATES, DecodeError, JobState
+from engine.params import ParamsError, StyleParams
 
 __all__ = [
     "JOB_STATES",
@@ -81,10 +85,8 @@ DEFAULT_BUSY_TIMEOUT_MS: Final = 5000
 
 PendingKind = Literal["content", "style"]
 PENDING_KINDS: Final[tuple[str, ...]] = ("content", "style")
-JobState = Literal["queued", "running", "done", "failed", "cancelled"]
-JOB_STATES: Final[tuple[str, ...]] = ("queued", "running", "done", "failed", "cancelled")
-ACTIVE_JOB_STATES: Final[tuple[str, ...]] = ("queued", "running")
-TERMINAL_JOB_STATES: Final[tuple[str, ...]] = ("done", "failed", "cancelled")
+JOB_STATES: Final[tuple[JobState, ...]] = tuple(JobState)
+TERMINAL_JOB_STATES: Final[tuple[JobState, ...]] = tuple(s for s in JobState if s.finished)
 
 # ---------------------------------------------------------------------------------------------
 # Migrations: MIGRATIONS[i] takes the schema from user_version i to i + 1.
@@ -148,6 +150,13 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX jobs_state ON jobs (state, created_at);
     CREATE INDEX jobs_user ON jobs (user_id, state);
     CREATE INDEX jobs_created ON jobs (created_at);
+    """,
+    # 1 -> 2: presets without their image, so a preset's columns are listed in one place.
+    """
+    CREATE VIEW preset_records AS
+        SELECT id, owner_id, name, name_key, title, artist, year, licence, source_url,
+               created_at
+        FROM presets;
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -269,9 +278,9 @@ class Job:
     id: str
     user_id: int
     chat_id: int
-    state: str
-    params: dict[str, Any] = field(default_factory=dict)
-    meta: dict[str, Any] = field(default_factory=dict)
+    state: JobState
+    params: StyleParams = field(default_factory=StyleParams)
+    meta: JobMeta = field(default_factory=JobMeta)
     spool_paths: list[str] = field(default_factory=list)
     attempts: int = 0
     error: str | None = None
@@ -282,7 +291,7 @@ class Job:
 
     @property
     def finished(self) -> bool:
-        return self.state in TERMINAL_JOB_STATES
+        return self.state in FINISHED_STATES
 
 
 class _Unset(enum.Enum):
@@ -345,89 +354,55 @@ def preset_name_key(name: str) -> str:
 # ---------------------------------------------------------------------------------------------
 # SQL (literals only; values always go through `?`)
 
-_SELECT_USER: Final = (
-    "SELECT user_id, chat_id, name, strength, preserve_colors, size, active_preset_id, "
-    "created_at, updated_at FROM users WHERE user_id = ?"
-)
-_SELECT_PRESET: Final = (
-    "SELECT id, owner_id, name, title, artist, year, licence, source_url, created_at "
-    "FROM presets WHERE id = ?"
-)
+# Each record's columns are named once: in its table (users, jobs) or in the view
+# `preset_records` (a preset without its image), and mapped to the dataclass by field name.
+_SELECT_USER: Final = "SELECT * FROM users WHERE user_id = ?"
+_SELECT_PRESET: Final = "SELECT * FROM preset_records WHERE id = ?"
 _FIND_PRESET: Final = (
-    "SELECT id, owner_id, name, title, artist, year, licence, source_url, created_at "
-    "FROM presets WHERE name_key = ? AND (owner_id = ? OR owner_id IS NULL) "
+    "SELECT * FROM preset_records WHERE name_key = ? AND (owner_id = ? OR owner_id IS NULL) "
     "ORDER BY owner_id IS NULL LIMIT 1"
 )
 _LIST_PRESETS: Final = (
-    "SELECT id, owner_id, name, title, artist, year, licence, source_url, created_at "
-    "FROM presets WHERE owner_id = ? OR owner_id IS NULL "
+    "SELECT * FROM preset_records WHERE owner_id = ? OR owner_id IS NULL "
     "ORDER BY owner_id IS NULL, name_key, id"
 )
-_LIST_OWN_PRESETS: Final = (
-    "SELECT id, owner_id, name, title, artist, year, licence, source_url, created_at "
-    "FROM presets WHERE owner_id = ? ORDER BY name_key, id"
-)
+_LIST_OWN_PRESETS: Final = "SELECT * FROM preset_records WHERE owner_id = ? ORDER BY name_key, id"
 _LIST_GLOBAL_PRESETS: Final = (
-    "SELECT id, owner_id, name, title, artist, year, licence, source_url, created_at "
-    "FROM presets WHERE owner_id IS NULL ORDER BY name_key, id"
+    "SELECT * FROM preset_records WHERE owner_id IS NULL ORDER BY name_key, id"
 )
-_SELECT_JOB: Final = (
-    "SELECT id, user_id, chat_id, state, params, meta, spool_paths, attempts, error, "
-    "result_path, created_at, started_at, finished_at FROM jobs WHERE id = ?"
-)
+_SELECT_JOB: Final = "SELECT * FROM jobs WHERE id = ?"
 # Five slots, one per state; unused ones are bound to NULL (which matches nothing).
 _LIST_JOBS: Final = (
-    "SELECT id, user_id, chat_id, state, params, meta, spool_paths, attempts, error, "
-    "result_path, created_at, started_at, finished_at FROM jobs "
-    "WHERE state IN (?, ?, ?, ?, ?) AND (? IS NULL OR user_id = ?) "
+    "SELECT * FROM jobs WHERE state IN (?, ?, ?, ?, ?) AND (? IS NULL OR user_id = ?) "
     "ORDER BY created_at, rowid"
 )
 
 
+def _record(kind: type[User | Preset | Job], row: sqlite3.Row) -> dict[str, Any]:
+    """The row's values for the fields of `kind`, by name."""
+    return {f.name: row[f.name] for f in fields(kind)}
+
+
 def _user(row: sqlite3.Row) -> User:
-    return User(
-        user_id=row["user_id"],
-        chat_id=row["chat_id"],
-        name=row["name"],
-        strength=row["strength"],
-        preserve_colors=bool(row["preserve_colors"]),
-        size=row["size"],
-        active_preset_id=row["active_preset_id"],
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-    )
+    values = _record(User, row)
+    values["preserve_colors"] = bool(values["preserve_colors"])
+    return User(**values)
 
 
 def _preset(row: sqlite3.Row) -> Preset:
-    return Preset(
-        id=row["id"],
-        owner_id=row["owner_id"],
-        name=row["name"],
-        title=row["title"],
-        artist=row["artist"],
-        year=row["year"],
-        licence=row["licence"],
-        source_url=row["source_url"],
-        created_at=row["created_at"],
-    )
+    return Preset(**_record(Preset, row))
 
 
 def _job(row: sqlite3.Row) -> Job:
-    return Job(
-        id=row["id"],
-        user_id=row["user_id"],
-        chat_id=row["chat_id"],
-        state=row["state"],
-        params=json.loads(row["params"]),
-        meta=json.loads(row["meta"]),
-        spool_paths=json.loads(row["spool_paths"]),
-        attempts=row["attempts"],
-        error=row["error"],
-        result_path=row["result_path"],
-        created_at=row["created_at"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-    )
+    values = _record(Job, row)
+    try:
+        values["state"] = JobState(row["state"])
+        values["params"] = StyleParams.from_dict(json.loads(row["params"]))
+        values["meta"] = JobMeta.from_dict(json.loads(row["meta"]))
+    except (ValueError, TypeError, ParamsError, DecodeError) as exc:
+        raise StorageError(f"job {row['id']} has an unreadable record: {exc}") from exc
+    values["spool_paths"] = json.loads(row["spool_paths"])
+    return Job(**values)
 
 
 def _to_json(value: object, what: str) -> str:
@@ -1002,33 +977,42 @@ class Storage:
         job_id: str,
         user_id: int,
         chat_id: int,
-        params: dict[str, Any],
-        meta: dict[str, Any] | None = None,
+        params: StyleParams,
+        meta: JobMeta | None = None,
         spool_paths: Sequence[str | os.PathLike[str]] = (),
     ) -> Job:
         """Record a job, state `queued`, attempts 0. Raises `DuplicateJob`, `InvalidValue`."""
         if not isinstance(job_id, str) or not job_id:
             raise InvalidValue("a job id must be non-empty text")
-        if not isinstance(params, dict):
-            raise InvalidValue("job params must be a dict")
-        meta = {} if meta is None else meta
-        if not isinstance(meta, dict):
-            raise InvalidValue("job meta must be a dict")
+        if not isinstance(params, StyleParams):
+            raise InvalidValue("job params must be StyleParams")
+        meta = JobMeta() if meta is None else meta
+        if not isinstance(meta, JobMeta):
+            raise InvalidValue("job meta must be a JobMeta")
         if isinstance(spool_paths, str | bytes):
             raise InvalidValue("spool_paths must be a list of paths")
         paths = [os.fspath(p) for p in spool_paths]
         if not all(isinstance(p, str) for p in paths):
             raise InvalidValue("spool_paths must be text paths")
-        params_json = _to_json(params, "params")
-        meta_json = _to_json(meta, "meta")
+        params_json = _to_json(params.to_dict(), "params")
+        meta_json = _to_json(meta.to_dict(), "meta")
         paths_json = _to_json(paths, "spool_paths")
         now = self._clock()
         async with self._tx() as db:
             try:
                 await db.execute(
                     "INSERT INTO jobs (id, user_id, chat_id, state, params, meta, spool_paths, "
-                    "attempts, created_at) VALUES (?, ?, ?, 'queued', ?, ?, ?, 0, ?)",
-                    (job_id, user_id, chat_id, params_json, meta_json, paths_json, now),
+                    "attempts, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?)",
+                    (
+                        job_id,
+                        user_id,
+                        chat_id,
+                        JobState.QUEUED,
+                        params_json,
+                        meta_json,
+                        paths_json,
+                        now,
+                    ),
                 )
             except sqlite3.IntegrityError as exc:
                 if "UNIQUE" in str(exc):
@@ -1043,7 +1027,9 @@ class Storage:
             row = await self._one(db, _SELECT_JOB, (job_id,))
         return _job(row) if row is not None else None
 
-    async def list_jobs(self, states: Iterable[str], *, user_id: int | None = None) -> list[Job]:
+    async def list_jobs(
+        self, states: Iterable[JobState], *, user_id: int | None = None
+    ) -> list[Job]:
         """Jobs in any of `states` (optionally one user's), oldest first."""
         wanted = _check_states(states)
         if not wanted:
@@ -1068,16 +1054,16 @@ class Storage:
             if job.finished:
                 raise JobStateError(f"job {job_id} is already {job.state}")
             await db.execute(
-                "UPDATE jobs SET state = 'running', attempts = attempts + 1, started_at = ?, "
+                "UPDATE jobs SET state = ?, attempts = attempts + 1, started_at = ?, "
                 "finished_at = NULL WHERE id = ?",
-                (now, job_id),
+                (JobState.RUNNING, now, job_id),
             )
             return await self._require_job(db, job_id)
 
     async def finish_job(
         self,
         job_id: str,
-        state: str,
+        state: JobState,
         error: str | None = None,
         result_path: str | os.PathLike[str] | None = None,
     ) -> bool:
@@ -1106,20 +1092,22 @@ class Storage:
             if job.finished:
                 return False
             await db.execute(
-                "UPDATE jobs SET state = 'queued', error = ?, started_at = NULL WHERE id = ?",
-                (error, job_id),
+                "UPDATE jobs SET state = ?, error = ?, started_at = NULL WHERE id = ?",
+                (JobState.QUEUED, error, job_id),
             )
         return True
 
-    async def update_job_meta(self, job_id: str, meta: dict[str, Any]) -> Job:
-        """Merge `meta` into the job's meta (like `dict.update`). Raises `JobNotFound`."""
-        if not isinstance(meta, dict):
-            raise InvalidValue("job meta must be a dict")
+    async def update_job_meta(self, job_id: str, **changes: Any) -> Job:
+        """Change some fields of the job's `JobMeta`. Raises `JobNotFound`, `InvalidValue`."""
         async with self._tx() as db:
             job = await self._require_job(db, job_id)
-            merged = {**job.meta, **meta}
+            try:
+                meta = replace(job.meta, **changes)
+            except TypeError as exc:
+                raise InvalidValue(f"job meta: {exc}") from None
             await db.execute(
-                "UPDATE jobs SET meta = ? WHERE id = ?", (_to_json(merged, "meta"), job_id)
+                "UPDATE jobs SET meta = ? WHERE id = ?",
+                (_to_json(meta.to_dict(), "meta"), job_id),
             )
             return await self._require_job(db, job_id)
 
@@ -1127,7 +1115,7 @@ class Storage:
         """Every state with its number of jobs (0 included)."""
         async with self._read() as db:
             rows = await self._all(db, "SELECT state, count(*) FROM jobs GROUP BY state")
-        counts = dict.fromkeys(JOB_STATES, 0)
+        counts: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
         counts.update({row[0]: int(row[1]) for row in rows})
         return counts
 

@@ -11,6 +11,7 @@ import sqlite3
 import statistics
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import bot.storage as storage_module
+from bot.jobmeta import JobMeta
 from bot.storage import (
     JOB_STATES,
     MAX_IMAGE_BYTES,
@@ -38,6 +40,8 @@ from bot.storage import (
     preset_name_key,
     validate_preset_name,
 )
+from engine.job import JobState
+from engine.params import StyleParams
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 TABLES = {"users", "presets", "pending", "jobs", "sqlite_sequence"}
@@ -586,8 +590,8 @@ async def test_pending_size_limit(tmp_path: Path) -> None:
 
 
 async def test_job_lifecycle(store: Storage, clock: Clock) -> None:
-    params = {"size": 512, "style_weight": 1e-2, "layers": ["block1_conv1"], "tv": None}
-    meta = {"status_message_id": 42, "caption": "Café 🎨 \"quoted\" 'x'; --"}
+    params = StyleParams(size=512, style_weight=1e-2, style_layers=("block1_conv1",))
+    meta = JobMeta(pair="p1", style_name="Café 🎨 \"quoted\" 'x'; --", status_msg=42)
     job = await store.create_job(
         "job-1", 1, 10, params, meta, [Path("/spool/job-1/content.jpg"), "/spool/s.jpg"]
     )
@@ -614,8 +618,10 @@ async def test_job_lifecycle(store: Storage, clock: Clock) -> None:
     clock.now += 1
     running = await store.mark_job_running("job-1")
     assert (running.attempts, running.started_at) == (2, clock.now)
-    updated = await store.update_job_meta("job-1", {"status_message_id": 43, "progress": 0.5})
-    assert updated.meta == {**meta, "status_message_id": 43, "progress": 0.5}
+    updated = await store.update_job_meta("job-1", status_msg=43, result_msg=44)
+    assert updated.meta == replace(meta, status_msg=43, result_msg=44)
+    with pytest.raises(InvalidValue):
+        await store.update_job_meta("job-1", no_such_field=1)
 
     clock.now += 10
     assert await store.finish_job("job-1", "done", result_path=Path("/out/job-1.jpg")) is True
@@ -627,7 +633,7 @@ async def test_job_lifecycle(store: Storage, clock: Clock) -> None:
         clock.now,
         2,
     )
-    assert done.params == params  # JSON round trip, floats and None included
+    assert done.params == params  # JSON round trip, tuples and None included
 
     # Terminal states are final: the first end wins.
     assert await store.finish_job("job-1", "cancelled") is False
@@ -641,20 +647,20 @@ async def test_job_lifecycle(store: Storage, clock: Clock) -> None:
         store.mark_job_running("nope"),
         store.finish_job("nope", "failed"),
         store.requeue_job("nope"),
-        store.update_job_meta("nope", {}),
+        store.update_job_meta("nope", status_msg=1),
     ):
         with pytest.raises(JobNotFound):
             await call
     with pytest.raises(InvalidValue):
         await store.finish_job("job-1", "running")
     with pytest.raises(DuplicateJob):
-        await store.create_job("job-1", 1, 10, {}, {}, [])
+        await store.create_job("job-1", 1, 10, StyleParams(), JobMeta(), [])
 
 
 async def test_list_jobs_by_state_oldest_first(store: Storage, clock: Clock) -> None:
     for i in range(6):
         clock.now += 1
-        await store.create_job(f"j{i}", user_id=i % 2, chat_id=100, params={"i": i})
+        await store.create_job(f"j{i}", user_id=i % 2, chat_id=100, params=StyleParams(seed=i))
     await store.mark_job_running("j1")
     await store.mark_job_running("j4")
     await store.finish_job("j2", "failed", error="bad picture")
@@ -682,19 +688,36 @@ async def test_list_jobs_by_state_oldest_first(store: Storage, clock: Clock) -> 
     assert failed is not None and failed.error == "bad picture"
 
 
-async def test_job_json_is_checked_and_round_trips(store: Storage) -> None:
-    nested = {"a": [1, 2.5, {"b": None, "ü": "✓"}], "big": 2**53, "t": True, "s": "'\";--"}
-    job = await store.create_job("json", 1, 1, nested, {"m": [nested]}, [])
+async def test_job_records_are_typed_checked_and_round_trip(store: Storage) -> None:
+    params = StyleParams(steps=(3, 4), style_blend=(1.0, 2.0), extra={"a": [1, {"ü": "✓"}]})
+    meta = JobMeta(pair="'\";--", style_name="ü ✓", preset_id=2**53, size=None)
+    job = await store.create_job("json", 1, 1, params, meta, [])
     again = await store.get_job("json")
-    assert again is not None and again.params == nested and again.meta == {"m": [nested]}
+    assert again is not None and again.params == params and again.meta == meta
+    assert again.params.extra == params.extra and again.state is JobState.QUEUED
     assert job == again
     with pytest.raises(InvalidValue):
-        await store.create_job("bad1", 1, 1, {"x": object()}, {}, [])
+        await store.create_job("bad1", 1, 1, StyleParams(extra={"x": object()}), JobMeta(), [])
     with pytest.raises(InvalidValue):
-        await store.create_job("bad2", 1, 1, {"x": float("nan")}, {}, [])
+        await store.create_job("bad2", 1, 1, StyleParams(extra={"x": float("nan")}), JobMeta())
     with pytest.raises(InvalidValue):
-        await store.create_job("bad3", 1, 1, {}, {}, "/one/path")
+        await store.create_job("bad3", 1, 1, {"size": 64}, JobMeta())  # type: ignore[arg-type]
+    with pytest.raises(InvalidValue):
+        await store.create_job("bad4", 1, 1, StyleParams(), {"pair": "x"})  # type: ignore[arg-type]
+    with pytest.raises(InvalidValue):
+        await store.create_job("bad5", 1, 1, StyleParams(), JobMeta(), "/one/path")
     assert await store.get_job("bad1") is None
+
+
+async def test_job_meta_of_an_older_row_keeps_what_it_knows(store: Storage, db_path: Path) -> None:
+    await store.create_job("old", 1, 1, StyleParams(), JobMeta(pair="p"))
+    with sqlite3.connect(db_path) as conn:
+        conn.execute(
+            "UPDATE jobs SET meta = ? WHERE id = 'old'",
+            ('{"pair": "p", "strength": 4, "gone_key": 1}',),
+        )
+    job = await store.get_job("old")
+    assert job is not None and job.meta == JobMeta(pair="p", strength=4)
 
 
 async def test_prune_jobs_and_stats(store: Storage, clock: Clock) -> None:
@@ -703,11 +726,11 @@ async def test_prune_jobs_and_stats(store: Storage, clock: Clock) -> None:
     await store.add_preset(1, "own", IMG)
     await store.add_preset(None, "g1", IMG)
     await store.add_preset(None, "g2", IMG)
-    await store.create_job("old-done", 1, 1, {})
+    await store.create_job("old-done", 1, 1, StyleParams())
     await store.finish_job("old-done", "done")
-    await store.create_job("old-queued", 1, 1, {})
+    await store.create_job("old-queued", 1, 1, StyleParams())
     clock.now += 10 * 86400
-    await store.create_job("new-done", 1, 1, {})
+    await store.create_job("new-done", 1, 1, StyleParams())
     await store.finish_job("new-done", "failed")
     stats = await store.stats()
     assert stats == {
@@ -880,7 +903,7 @@ async def test_many_coroutines_interleave_safely(store: Storage) -> None:
         await store.set_pending(uid, "content", bytes([uid]) * 100)
         preset = await store.add_preset(uid, "mine", bytes([uid]) * 50)
         await store.update_user_settings(uid, strength=uid % 5 + 1, active_preset_id=preset.id)
-        await store.create_job(f"job-{uid}", uid, uid, {"uid": uid})
+        await store.create_job(f"job-{uid}", uid, uid, StyleParams(seed=uid))
         await store.mark_job_running(f"job-{uid}")
         await store.finish_job(f"job-{uid}", "done")
 
