@@ -17,14 +17,13 @@ import pytest
 import pytest_asyncio
 
 from bot.executors.local import LocalExecutor
-from bot.jobs import (
-    INPUTS_LOST_MESSAGE,
-    JobEvent,
-    JobManager,
-    QueueFull,
-    UserQueueFull,
-)
+from bot.jobevents import JobEvent
+from bot.jobmeta import JobMeta
+from bot.jobs import JobManager, QueueFull, UserQueueFull
+from bot.spool import JobInputs
 from bot.storage import Storage
+from engine.job import FailureCode
+from engine.params import StyleParams
 
 SLEEPY = "tests.test_executor_local:sleepy_job"
 NO_INIT = "tests.test_executor_local:no_init"
@@ -97,13 +96,16 @@ async def eventually(predicate: Any, within: float = 30.0) -> None:
 def manager(
     storage: Storage, executor: Any, tmp_path: Path, recorder: Recorder, **kwargs: Any
 ) -> JobManager:
-    options: dict[str, Any] = {"max_queue": 10, "max_per_user": 5, "job_timeout": 60}
+    options: dict[str, Any] = {"max_queue": 10, "max_per_user": 5}
     options.update(kwargs)
     return JobManager(storage, executor, tmp_path / "spool", on_event=recorder, **options)
 
 
-async def submit(jobs: JobManager, user: int, name: str, **params: Any) -> str:
-    return await jobs.submit(user, user * 10, name.encode(), [b"style"], params, {"name": name})
+async def submit(jobs: JobManager, user: int, name: str, **options: Any) -> str:
+    """A `sleepy_job` (tests/test_executor_local.py) with `options` in `params.extra`."""
+    inputs = JobInputs(name.encode(), (b"style",))
+    meta = JobMeta(style_name=name)
+    return await jobs.submit(user, user * 10, inputs, StyleParams(extra=options), meta)
 
 
 async def test_a_job_is_recorded_runs_and_leaves_its_result(
@@ -123,7 +125,7 @@ async def test_a_job_is_recorded_runs_and_leaves_its_result(
         assert steps == sorted(steps)
         job = await storage.get_job(job_id)
         assert job is not None and job.state == "done" and job.attempts == 1
-        assert job.started_at and job.finished_at and job.meta == {"name": "first"}
+        assert job.started_at and job.finished_at and job.meta == JobMeta(style_name="first")
         assert job.result_path
         assert await asyncio.to_thread(Path(job.result_path).read_bytes) == b"result:first"
         assert Path(job.result_path).parent == tmp_path / "results"
@@ -277,12 +279,12 @@ async def test_restart_resumes_queued_and_running_jobs(tmp_path: Path) -> None:
         finally:
             await jobs.stop()
             await pool.close()
-        assert ends[lost].kind == "failed" and ends[lost].error == INPUTS_LOST_MESSAGE
+        assert ends[lost].kind == "failed" and ends[lost].code == FailureCode.INPUTS_LOST
         assert all(ends[j].kind == "done" for j in ids)
         rows = {j.id: j for j in await storage.list_jobs(["done", "failed"])}
         assert {rows[j].state for j in ids} == {"done"}
         assert rows[ids[0]].attempts == 2  # interrupted once, then ran again
-        assert rows[lost].state == "failed" and rows[lost].error == INPUTS_LOST_MESSAGE
+        assert rows[lost].state == "failed" and rows[lost].error == FailureCode.INPUTS_LOST
         assert await storage.job_counts() == {
             "queued": 0,
             "running": 0,
