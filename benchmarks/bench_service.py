@@ -183,8 +183,8 @@ def child_main(samples_path: str, override_json: str) -> int:
 
     from bot.__main__ import check_data_dir
     from bot.app import build_application
-    from bot.handlers.common import get_services
     from bot.logs import setup_logging
+    from bot.services import get_services
     from bot.settings import load_settings
 
     settings = load_settings()

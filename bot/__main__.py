@@ -32,6 +32,8 @@ def check_data_dir(path: Path) -> str | None:
 
 
 def main() -> int:
+    # Imports come step by step, so that a missing token or data directory is reported at
+    # once, before python-telegram-bot and the rest of the bot are loaded.
     from bot.settings import SettingsError, load_settings
 
     try:

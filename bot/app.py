@@ -18,12 +18,15 @@ from telegram.error import TelegramError
 from telegram.ext import AIORateLimiter, Application, ApplicationBuilder
 
 from bot import handlers, texts
+from bot.executors import make_executor
 from bot.executors.base import Executor
-from bot.handlers.common import SERVICES_KEY, AnyApplication, Services, get_services
 from bot.handlers.pairs import PairStore
 from bot.handlers.status import StatusBoard
+from bot.jobs import JobManager
 from bot.ratelimit import RateLimiter
+from bot.services import SERVICES_KEY, AnyApplication, Services, get_services
 from bot.settings import Settings
+from bot.storage import Storage
 
 log = logging.getLogger(__name__)
 
@@ -85,10 +88,6 @@ def build_application(
 
 
 async def post_init(app: AnyApplication) -> None:
-    from bot.executors import make_executor
-    from bot.jobs import JobManager
-    from bot.storage import Storage
-
     services = get_services(app)
     settings = services.settings
     await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
@@ -106,7 +105,6 @@ async def post_init(app: AnyApplication) -> None:
         max_queue=settings.max_queue,
         max_per_user=settings.max_jobs_per_user,
         on_event=services.status.on_event,
-        job_timeout=settings.job_timeout,
     )
     services._jobs = jobs
     await jobs.start()

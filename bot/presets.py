@@ -22,12 +22,12 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bot.settings import load_data_dir
-
-if TYPE_CHECKING:
-    from bot.storage import Preset, Storage
+from bot.storage import DuplicateName, Preset, Storage, StorageError
+from engine.errors import ImageError
+from engine.images import reencode_for_storage
 
 CATALOG_PATH = Path(__file__).with_name("presets_catalog.json")
 USER_AGENT = "stylebot/0.1 (Telegram style-transfer bot; preset fetcher)"
@@ -84,10 +84,6 @@ async def import_image(
     storage: Storage, name: str, data: bytes, *, replace: bool = False
 ) -> Preset:
     """Re-encode `data` (in a thread) and store it as the built-in preset `name`."""
-    from bot.storage import DuplicateName, StorageError
-    from engine.errors import ImageError
-    from engine.images import reencode_for_storage
-
     try:
         image = await asyncio.to_thread(reencode_for_storage, data)
     except ImageError as exc:
@@ -157,8 +153,6 @@ def download(url: str, *, timeout: float = 30.0) -> bytes:
 
 # -- command line -------------------------------------------------------------------------------
 async def _with_storage(data_dir: Path, work: Any) -> int:
-    from bot.storage import Storage
-
     await asyncio.to_thread(data_dir.mkdir, parents=True, exist_ok=True)
     storage = Storage(data_dir / "stylebot.sqlite3")
     await storage.open()

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine.job import DEFAULT_JOB_TIMEOUT_S, DEFAULT_REDIS_URL
 from engine.params import MAX_SIZE, MIN_SIZE, StyleParams
 
 DEFAULTS = StyleParams()
@@ -34,13 +35,13 @@ class Settings:
     sizes: tuple[int, ...] = (256, 384, 512)
     executor: str = "local"
     workers: int = 1
-    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_url: str = DEFAULT_REDIS_URL
     admins: frozenset[int] = frozenset()
     log_level: str = "INFO"
     max_queue: int = 20
     max_jobs_per_user: int = 3
     max_presets_per_user: int = 50
-    job_timeout: float = 600.0
+    job_timeout: float = DEFAULT_JOB_TIMEOUT_S
     rate_limit_per_minute: int = 30
     celery_capacity: int = 2
     """Jobs the bot keeps in flight on Celery at once (the workers decide the real parallelism)."""
@@ -127,14 +128,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"TELEGRAM_API_URL must start with http:// or https://, not {api_url!r}"
         )
 
-    weights = env.get("STYLEBOT_WEIGHTS", "").strip() or "imagenet"
+    weights = env.get("STYLEBOT_WEIGHTS", "").strip() or Settings.weights
     if weights not in ("imagenet", "random") and not Path(weights).is_file():
         raise SettingsError(
             f"STYLEBOT_WEIGHTS must be imagenet, random or an existing weights file; "
             f"{weights!r} does not exist"
         )
 
-    executor = env.get("STYLEBOT_EXECUTOR", "").strip().lower() or "local"
+    executor = env.get("STYLEBOT_EXECUTOR", "").strip().lower() or Settings.executor
     if executor not in ("local", "celery"):
         raise SettingsError(f"STYLEBOT_EXECUTOR must be local or celery, not {executor!r}")
 
@@ -148,7 +149,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             )
         admins.add(int(part))
 
-    log_level = (env.get("STYLEBOT_LOG_LEVEL", "").strip() or "INFO").upper()
+    log_level = (env.get("STYLEBOT_LOG_LEVEL", "").strip() or Settings.log_level).upper()
     if log_level not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
         raise SettingsError(
             f"STYLEBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}"
@@ -163,14 +164,21 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         max_side=max_side,
         sizes=_sizes(max_side),
         executor=executor,
-        workers=_int(env, "STYLEBOT_WORKERS", 1, 1, 64),
-        redis_url=env.get("STYLEBOT_REDIS_URL", "").strip() or "redis://127.0.0.1:6379/0",
+        # Each default is the `Settings` field's own (class attributes of the dataclass).
+        workers=_int(env, "STYLEBOT_WORKERS", Settings.workers, 1, 64),
+        redis_url=env.get("STYLEBOT_REDIS_URL", "").strip() or Settings.redis_url,
         admins=frozenset(admins),
         log_level=log_level,
-        max_queue=_int(env, "STYLEBOT_MAX_QUEUE", 20, 1, 10_000),
-        max_jobs_per_user=_int(env, "STYLEBOT_MAX_JOBS_PER_USER", 3, 1, 100),
-        max_presets_per_user=_int(env, "STYLEBOT_MAX_PRESETS_PER_USER", 50, 1, 10_000),
-        job_timeout=_float(env, "STYLEBOT_JOB_TIMEOUT", 600.0, 1.0),
-        rate_limit_per_minute=_int(env, "STYLEBOT_RATE_LIMIT", 30, 1, 100_000),
-        celery_capacity=_int(env, "STYLEBOT_CELERY_CAPACITY", 2, 1, 1000),
+        max_queue=_int(env, "STYLEBOT_MAX_QUEUE", Settings.max_queue, 1, 10_000),
+        max_jobs_per_user=_int(
+            env, "STYLEBOT_MAX_JOBS_PER_USER", Settings.max_jobs_per_user, 1, 100
+        ),
+        max_presets_per_user=_int(
+            env, "STYLEBOT_MAX_PRESETS_PER_USER", Settings.max_presets_per_user, 1, 10_000
+        ),
+        job_timeout=_float(env, "STYLEBOT_JOB_TIMEOUT", Settings.job_timeout, 1.0),
+        rate_limit_per_minute=_int(
+            env, "STYLEBOT_RATE_LIMIT", Settings.rate_limit_per_minute, 1, 100_000
+        ),
+        celery_capacity=_int(env, "STYLEBOT_CELERY_CAPACITY", Settings.celery_capacity, 1, 1000),
     )

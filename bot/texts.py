@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from engine.job import FailureCode
+
 # -- greeting and help ------------------------------------------------------------------------
 START = (
     "Hi! I turn photos into paintings.\n\n"
@@ -259,6 +261,28 @@ def done(seconds: float) -> str:
 
 def failed(reason: str) -> str:
     return f"❌ That didn't work: {reason}"
+
+
+JOB_FAILURES: dict[str, str] = {
+    FailureCode.TIMED_OUT: "This picture took too long, so I stopped it. Try a smaller size.",
+    FailureCode.WORKER_LOST: (
+        "The painter stopped unexpectedly twice on this picture, so I gave up. "
+        "Try a smaller size or another picture."
+    ),
+    FailureCode.ENGINE_DOWN: "The painting engine could not start; please try again later.",
+    FailureCode.INPUTS_LOST: (
+        "I lost the pictures of this job during a restart. Please send them again."
+    ),
+    FailureCode.FAILED: "Something went wrong while painting. Please try again.",
+}
+"""What a user reads when a job fails, by `engine.job.FailureCode`."""
+
+
+def job_failed(code: str | None, detail: str | None = None) -> str:
+    """A failed job's status line: the sentence for its code, else the engine's own sentence
+    (a refused picture), else a general one."""
+    reason = JOB_FAILURES.get(code or "") or detail or JOB_FAILURES[FailureCode.FAILED]
+    return failed(reason)
 
 
 CANCELLED = "✖ Cancelled."

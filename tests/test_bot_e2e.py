@@ -18,9 +18,9 @@ from PIL import Image
 
 from bot import keyboards as kb
 from bot import texts
-from bot.executors.base import Executor, JobCancelled, JobSpec, ProgressHandler
+from bot.executors.base import Executor, JobCancelled, ProgressHandler
 from bot.storage import Storage
-from engine.api import Progress, Result
+from engine.job import JobSpec, Progress, Result
 from tests.bot_harness import bot_settings, fake_telegram_fixture, running_bot  # noqa: F401
 from tests.conftest import BAD_DIR, CONTENT_DIR, STYLES_DIR
 from tests.fake_telegram import FakeTelegram, FakeUser, MessageVersion
@@ -66,7 +66,7 @@ class QuickExecutor(Executor):
         for step in range(1, self.steps + 1):
             await asyncio.sleep(self.delay)
             if spec.job_id in self.cancelled:
-                raise JobCancelled("The job was cancelled.")
+                raise JobCancelled()
             if on_progress is not None:
                 on_progress(
                     Progress(
@@ -160,7 +160,7 @@ async def test_two_photos_make_a_painting(settings: Any, fake_telegram: FakeTele
         assert statuses[0].text is not None and statuses[0].text.startswith("✅")
         previews = [m for m in user.messages() if m.caption == texts.PREVIEW_CAPTION]
         assert len(previews) == 1
-        assert len(executor.specs) == 1 and executor.specs[0].params["size"] == 64
+        assert len(executor.specs) == 1 and executor.specs[0].params.size == 64
         # the waiting photo was used: a third photo starts over as a new photo
         await user.send_photo(PHOTO)
         offer = await user.wait_for_message(lambda v: v.text is not None and "style" in v.text)
@@ -240,14 +240,14 @@ async def test_result_buttons_rerun_warm_started(
         stronger = await user.wait_for_message(is_result)
         assert "strength 4/5" in (stronger.caption or "")
         assert executor.specs[-1].init is not None  # warm start from the previous result
-        assert executor.specs[-1].params["strength"] == 4.0
+        assert executor.specs[-1].params.strength == 4.0
         await user.press(first, first.button(texts.BTN_WEAKER)["callback_data"])
         weaker = await user.wait_for_message(is_result)
         assert "strength 2/5" in (weaker.caption or "")
         await user.press(weaker, weaker.button("Keep colours: off")["callback_data"])
         colours = await user.wait_for_message(is_result)
         assert "colours kept" in (colours.caption or "")
-        assert executor.specs[-1].params["preserve_colors"] is True
+        assert executor.specs[-1].params.preserve_colors is True
         assert "Keep colours: on" in [b["text"] for b in colours.buttons][2]
         # down to 1: Weaker disappears
         await user.press(weaker, weaker.button(texts.BTN_WEAKER)["callback_data"])

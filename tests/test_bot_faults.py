@@ -30,8 +30,8 @@ from telegram.ext import TypeHandler
 from bot import texts
 from bot.app import build_application
 from bot.executors.local import LocalExecutor
-from bot.handlers.common import get_services
-from bot.jobs import TIMEOUT_MESSAGE
+from bot.services import get_services
+from engine.job import FailureCode
 from tests.bot_harness import (
     bot_env,
     bot_settings,
@@ -376,7 +376,7 @@ async def test_a_hung_worker_is_stopped_by_the_time_limit_and_the_user_told(
         await user.send_photo(PHOTO)
         await user.send_photo(STYLE)
         failed = await user.wait_for_message(
-            lambda v: v.text == texts.failed(TIMEOUT_MESSAGE), timeout=60
+            lambda v: v.text == texts.job_failed(FailureCode.TIMED_OUT), timeout=60
         )
         # the hung worker was killed (and reaped) and replaced; the bot still answers
         await executor.wait_ready(60)
@@ -385,5 +385,5 @@ async def test_a_hung_worker_is_stopped_by_the_time_limit_and_the_user_told(
         await user.send_text("/start")
         await user.wait_for_message(lambda v: v.text == texts.START)
         jobs = await get_services(app).storage.list_jobs(["failed"])
-        assert [j.error for j in jobs] == [TIMEOUT_MESSAGE]
+        assert [j.error for j in jobs] == [FailureCode.TIMED_OUT]
     report("hung_worker", status=repr(failed.text), old_pid_gone=True)

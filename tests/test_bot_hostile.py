@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 import bot.handlers.intake as intake
 from bot import keyboards as kb
 from bot import texts
-from bot.executors.base import JobCancelled, JobSpec, ProgressHandler
-from bot.handlers.common import get_services
-from bot.storage import InvalidName, validate_preset_name
-from engine.api import Result
+from bot.executors.base import JobCancelled, ProgressHandler
+from bot.services import get_services
+from bot.storage import InvalidName, Storage, validate_preset_name
+from engine.job import JobSpec, Result
 from tests.bot_harness import (
     bot_env,
     bot_settings,
@@ -176,11 +176,15 @@ class HoldingExecutor(QuickExecutor):
     def __init__(self) -> None:
         super().__init__(steps=2, delay=0.0, capacity=4)
         self.held: set[str] = set()
+        self.storage: Storage | None = None  # the bot's, to read a job's pair
 
     async def run(self, spec: JobSpec, on_progress: ProgressHandler | None = None) -> Result:
-        while spec.meta.get("pair") in self.held:
+        assert self.storage is not None
+        job = await self.storage.get_job(spec.job_id)
+        assert job is not None
+        while job.meta.pair in self.held:
             if spec.job_id in self.cancelled:
-                raise JobCancelled("The job was cancelled.")
+                raise JobCancelled()
             await asyncio.sleep(0.05)
         return await super().run(spec, on_progress)
 
@@ -229,6 +233,7 @@ class LiveBot:
             async with running_bot(cfg, executor=self.executor) as app:
                 self.app = app
                 storage = get_services(app).storage
+                self.executor.storage = storage
                 for conn in (storage._db, storage._reader):
                     assert conn is not None
                     await conn.set_trace_callback(self.statements.append)
@@ -636,7 +641,7 @@ def test_result_buttons_of_a_gone_result_say_expired(live: LiveBot) -> None:
     parsed = kb.parse(result.callback_data[0])
     assert parsed is not None and parsed.job_id is not None
     job = live.call(lambda: live.services.storage.get_job(parsed.job_id))
-    pair_dir = live.services.pairs.root / job.meta["pair"]
+    pair_dir = live.services.pairs.root / job.meta.pair
     (pair_dir / f"result_{job.id}.jpg").unlink()
 
     async def press_all() -> list[str | None]:

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from bot import texts
-from bot.handlers.common import get_services
+from bot.services import get_services
 from bot.settings import Settings
 from bot.storage import Storage
 from tests.bot_harness import bot_settings, fake_telegram_fixture, running_bot  # noqa: F401

@@ -97,12 +97,12 @@ def test_setup_logging_redacts_and_quiets_http_loggers() -> None:
 
 
 # -- Telegram call retries ----------------------------------------------------------------------
-async def test_with_retries_retries_flood_and_network_but_never_400(
+async def test_with_retries_retries_network_errors_but_never_400_nor_flood_control(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from telegram.error import BadRequest, NetworkError, RetryAfter, TimedOut
 
-    from bot.handlers import common
+    from bot import telegram_io
 
     sleeps: list[float] = []
 
@@ -111,26 +111,29 @@ async def test_with_retries_retries_flood_and_network_but_never_400(
 
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
 
-    errors: list[Exception] = [RetryAfter(2), TimedOut(), NetworkError("reset")]
+    errors: list[Exception] = [TimedOut(), NetworkError("reset")]
 
     async def flaky() -> str:
         if errors:
             raise errors.pop(0)
         return "ok"
 
-    assert await common.with_retries(flaky) == "ok"
-    assert len(sleeps) == 3 and sleeps[0] >= 2.0
+    assert await telegram_io.with_retries(flaky) == "ok"
+    assert len(sleeps) == 2
 
     calls = 0
 
-    async def bad_request() -> None:
+    async def refused(error: Exception) -> None:
         nonlocal calls
         calls += 1
-        raise BadRequest("Bad Request: chat not found")
+        raise error
 
-    with pytest.raises(BadRequest):
-        await common.with_retries(bad_request)
-    assert calls == 1
+    # 400 is final; flood control was already waited out and retried by AIORateLimiter
+    for error in (BadRequest("Bad Request: chat not found"), RetryAfter(2)):
+        calls = 0
+        with pytest.raises(type(error)):
+            await telegram_io.with_retries(lambda error=error: refused(error))
+        assert calls == 1
 
     async def not_modified(**_: object) -> None:
         raise BadRequest("Bad Request: message is not modified: same content")
@@ -138,4 +141,4 @@ async def test_with_retries_retries_flood_and_network_but_never_400(
     class FakeBot:
         edit_message_text = staticmethod(not_modified)
 
-    assert await common.safe_edit_text(FakeBot(), 1, 2, "x") is True
+    assert await telegram_io.safe_edit_text(FakeBot(), 1, 2, "x") is True  # type: ignore[arg-type]

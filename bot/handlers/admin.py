@@ -5,8 +5,9 @@ from __future__ import annotations
 from telegram import Update
 
 from bot import texts
-from bot.handlers.common import Context, get_services, reply
 from bot.handlers.styles import on_unknown_command
+from bot.services import Context, get_services
+from bot.telegram_io import reply
 
 
 def _is_admin(update: Update, context: Context) -> bool:

@@ -5,24 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 from telegram import Update
 from telegram.error import BadRequest
 
 from bot import keyboards, texts
-from bot.handlers.common import (
-    Context,
-    Services,
-    answer_query,
-    get_services,
-    is_not_modified,
-    reply,
-    with_retries,
-)
 from bot.handlers.intake import offer_styles
 from bot.handlers.jobflow import Recipe, StyleRef, start_job, user_recipe
 from bot.handlers.styles import activate_preset
+from bot.services import Context, Services, get_services
+from bot.storage import DuplicateName, Job, TooManyPresets
+from bot.telegram_io import answer_query, is_not_modified, reply, with_retries
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +167,7 @@ async def _size(
 
 
 # -- job buttons ----------------------------------------------------------------------------
-async def _owned_job(update: Update, services: Services, job_id: str) -> Any:
+async def _owned_job(update: Update, services: Services, job_id: str) -> Job | None:
     """The job if it exists and belongs to the presser; otherwise answers and returns None."""
     user = update.effective_user
     assert user is not None
@@ -207,9 +202,8 @@ async def _result(
     job = await _owned_job(update, services, cb.job_id)
     if job is None:
         return
-    meta = job.meta
-    pair = meta.get("pair")
-    if not isinstance(pair, str):
+    pair = job.meta.pair
+    if pair is None:
         await answer_query(update, texts.RESULT_EXPIRED, alert=True)
         return
     content = await asyncio.to_thread(services.pairs.content, pair)
@@ -218,14 +212,9 @@ async def _result(
     if content is None or result is None:
         await answer_query(update, texts.RESULT_EXPIRED, alert=True)
         return
-    style = StyleRef(
-        name=str(meta.get("style_name", "your picture")),
-        preset_id=meta.get("preset_id"),
-        file=meta.get("style_file"),
-    )
-    strength = int(meta.get("strength", 3))
-    colors = bool(meta.get("colors", False))
-    size = int(meta.get("size", services.settings.default_size))
+    style = StyleRef.of_job(job.meta)
+    recipe = Recipe.of_job(job.meta, services.settings.default_size)
+    strength, colors = recipe.strength, recipe.colors
     op = cb.op
     if op in (keyboards.WEAKER, keyboards.STRONGER, keyboards.COLORS):
         if op == keyboards.WEAKER:
@@ -248,7 +237,7 @@ async def _result(
             chat_id=job.chat_id,
             pair=pair,
             style=style,
-            recipe=Recipe(strength=strength, colors=colors, size=size),
+            recipe=replace(recipe, strength=strength, colors=colors),
             init_job=job.id,
         )
     elif op == keyboards.FULL_RES:
@@ -279,10 +268,8 @@ async def _result(
 
 
 async def _save_style(
-    update: Update, services: Services, job: Any, pair: str, style: StyleRef
+    update: Update, services: Services, job: Job, pair: str, style: StyleRef
 ) -> None:
-    from bot.storage import DuplicateName, TooManyPresets
-
     if style.preset_id is not None:
         await answer_query(update, texts.result_style_is_preset(style.name))
         return

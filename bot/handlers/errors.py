@@ -10,7 +10,8 @@ from telegram.error import Forbidden, NetworkError, TelegramError
 from telegram.ext import ApplicationHandlerStop
 
 from bot import texts
-from bot.handlers.common import Context, answer_query, get_services, reply
+from bot.services import Context, get_services
+from bot.telegram_io import answer_query, reply
 
 log = logging.getLogger(__name__)
 

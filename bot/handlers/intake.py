@@ -28,8 +28,11 @@ from telegram import Message, Update
 from telegram.error import TelegramError
 
 from bot import keyboards, texts
-from bot.handlers.common import Context, Services, get_services, reply, with_retries
+from bot.handlers.errors import report_error
 from bot.handlers.jobflow import StyleRef, paint_with_preset, start_job, user_recipe
+from bot.handlers.styles import add_builtin_from_picture, save_own_preset
+from bot.services import Context, Services, get_services
+from bot.telegram_io import reply, with_retries
 from engine.errors import ImageError
 from engine.images import probe_image, reencode_for_storage
 
@@ -137,8 +140,6 @@ async def on_picture(update: Update, context: Context) -> None:
 async def handle_picture(
     services: Services, bot: Any, update: Update, data: bytes, caption: str | None
 ) -> None:
-    from bot.handlers.styles import add_builtin_from_picture, save_own_preset
-
     chat = update.effective_chat
     tg_user = update.effective_user
     assert chat is not None and tg_user is not None
@@ -284,8 +285,6 @@ async def _finish_album(services: Services, context: Context, key: str) -> None:
             elif len(pictures) == 1:
                 await handle_picture(services, context.bot, update, pictures[0], None)
     except Exception as exc:
-        from bot.handlers.errors import report_error
-
         await report_error(update, context, exc)
 
 

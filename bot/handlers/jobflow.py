@@ -6,10 +6,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import Any
+
+from telegram import Bot
 
 from bot import texts
-from bot.handlers.common import Services, with_retries
+from bot.jobmeta import JobMeta
+from bot.jobs import QueueFull, UserQueueFull
+from bot.services import Services
+from bot.spool import JobInputs
+from bot.storage import Preset, PresetNotFound, User
+from bot.telegram_io import send_text
 from engine.params import MAX_STRENGTH, MIN_STRENGTH, StyleParams
 
 log = logging.getLogger(__name__)
@@ -23,6 +29,10 @@ class StyleRef:
     preset_id: int | None = None
     file: str | None = None
 
+    @classmethod
+    def of_job(cls, meta: JobMeta) -> StyleRef:
+        return cls(meta.style_name, preset_id=meta.preset_id, file=meta.style_file)
+
 
 @dataclass(frozen=True)
 class Recipe:
@@ -30,8 +40,13 @@ class Recipe:
     colors: bool
     size: int
 
+    @classmethod
+    def of_job(cls, meta: JobMeta, default_size: int) -> Recipe:
+        """The choices a job was painted with (the buttons under its result start from them)."""
+        return cls(strength=meta.strength, colors=meta.colors, size=meta.size or default_size)
 
-def user_recipe(services: Services, user: Any) -> Recipe:
+
+def user_recipe(services: Services, user: User) -> Recipe:
     sizes = services.settings.sizes
     size = user.size if user.size in sizes else services.settings.default_size
     strength = int(min(MAX_STRENGTH, max(MIN_STRENGTH, user.strength)))
@@ -47,29 +62,23 @@ async def _style_bytes(services: Services, pair: str, style: StyleRef) -> bytes 
     return None
 
 
-def job_params(services: Services, recipe: Recipe) -> dict[str, Any]:
+def job_params(services: Services, recipe: Recipe) -> StyleParams:
     params = StyleParams(
         size=recipe.size, strength=float(recipe.strength), preserve_colors=recipe.colors
     )
     if services.job_params_override:
         params = params.replace(**services.job_params_override)
-    return params.to_dict()
-
-
-async def send_text(bot: Any, chat_id: int, text: str, **kwargs: Any) -> Any:
-    return await with_retries(
-        lambda: bot.send_message(chat_id=chat_id, text=text, **kwargs), what="send"
-    )
+    return params
 
 
 async def paint_with_preset(
     services: Services,
-    bot: Any,
+    bot: Bot,
     *,
     user_id: int,
     chat_id: int,
     photo: bytes,
-    preset: Any,
+    preset: Preset,
     recipe: Recipe,
 ) -> str | None:
     """Keep `photo` as a new pair (for the result's buttons) and paint it in `preset`'s style."""
@@ -87,7 +96,7 @@ async def paint_with_preset(
 
 async def start_job(
     services: Services,
-    bot: Any,
+    bot: Bot,
     *,
     user_id: int,
     chat_id: int,
@@ -98,9 +107,6 @@ async def start_job(
 ) -> str | None:
     """Submit a painting of `pair`'s photo in `style`; returns the job id, or None after
     telling the user why not (pictures gone, queue full...)."""
-    from bot.jobs import QueueFull, UserQueueFull
-    from bot.storage import PresetNotFound
-
     jobs = services.jobs
     try:
         jobs.check_room(user_id)  # before reading any picture: under load most are refused here
@@ -112,40 +118,33 @@ async def start_job(
         init = None
         if init_job is not None:
             init = await asyncio.to_thread(services.pairs.result, pair, init_job)
-        meta = {
-            "pair": pair,
-            "style_name": style.name,
-            "preset_id": style.preset_id,
-            "style_file": style.file,
-            "strength": recipe.strength,
-            "colors": recipe.colors,
-            "size": recipe.size,
-            "init_job": init_job if init is not None else None,
-        }
+        meta = JobMeta(
+            pair=pair,
+            style_name=style.name,
+            preset_id=style.preset_id,
+            style_file=style.file,
+            strength=recipe.strength,
+            colors=recipe.colors,
+            size=recipe.size,
+            init_job=init_job if init is not None else None,
+        )
         job_id = await jobs.submit(
             user_id,
             chat_id,
-            content,
-            [style_bytes],
+            JobInputs(content, (style_bytes,), init),
             job_params(services, recipe),
             meta,
-            init=init,
         )
     except PresetNotFound:
         await send_text(bot, chat_id, texts.preset_not_found(style.name))
         return None
     except UserQueueFull as exc:
-        limit = getattr(exc, "limit", services.settings.max_jobs_per_user)
-        await send_text(bot, chat_id, texts.user_queue_full(int(limit)))
+        await send_text(bot, chat_id, texts.user_queue_full(exc.limit))
         return None
     except QueueFull as exc:
-        retry = getattr(exc, "retry_after_s", 30.0)
-        await send_text(bot, chat_id, texts.queue_busy(float(retry)))
+        await send_text(bot, chat_id, texts.queue_busy(exc.retry_after_s))
         return None
-    try:
-        position = jobs.position(job_id)
-    except Exception:
-        position = 1
+    position = jobs.position(job_id)
     await services.status.job_submitted(job_id, chat_id, max(1, position or 1))
     log.info("job %s submitted for user %s (%s)", job_id, user_id, style.name)
-    return str(job_id)
+    return job_id

@@ -5,8 +5,9 @@ from __future__ import annotations
 from telegram import Update
 
 from bot import keyboards, texts
-from bot.handlers.common import Context, ensure_sender, get_services, reply
 from bot.handlers.jobflow import user_recipe
+from bot.services import Context, get_services
+from bot.telegram_io import reply
 
 ON_WORDS = frozenset({"on", "yes", "true", "1", "keep"})
 OFF_WORDS = frozenset({"off", "no", "false", "0"})
@@ -19,7 +20,7 @@ def _number(text: str) -> int | None:
 
 async def cmd_strength(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await ensure_sender(update, services)
+    user = await services.ensure_sender(update)
     args = context.args or []
     level = _number(args[0]) if len(args) == 1 else None
     if level is None or not 1 <= level <= 5:
@@ -31,7 +32,7 @@ async def cmd_strength(update: Update, context: Context) -> None:
 
 async def cmd_colors(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await ensure_sender(update, services)
+    user = await services.ensure_sender(update)
     args = [a.lower() for a in context.args or []]
     if len(args) != 1 or args[0] not in ON_WORDS | OFF_WORDS:
         now = "on" if user.preserve_colors else "off"
@@ -44,7 +45,7 @@ async def cmd_colors(update: Update, context: Context) -> None:
 
 async def cmd_size(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await ensure_sender(update, services)
+    user = await services.ensure_sender(update)
     sizes = services.settings.sizes
     args = context.args or []
     size = _number(args[0]) if len(args) == 1 else None
@@ -61,7 +62,7 @@ async def cmd_size(update: Update, context: Context) -> None:
 
 async def cmd_status(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await ensure_sender(update, services)
+    user = await services.ensure_sender(update)
     chat = update.effective_chat
     assert chat is not None
     jobs = services.jobs
@@ -91,7 +92,7 @@ async def cmd_status(update: Update, context: Context) -> None:
 
 async def cmd_cancel(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await ensure_sender(update, services)
+    user = await services.ensure_sender(update)
     chat = update.effective_chat
     assert chat is not None
     jobs = services.jobs

@@ -5,7 +5,8 @@ from __future__ import annotations
 from telegram import Update
 
 from bot import keyboards, texts
-from bot.handlers.common import Context, get_services, reply
+from bot.services import Context, get_services
+from bot.telegram_io import reply
 
 POPULAR = 6
 

@@ -2,7 +2,7 @@
 `interval` seconds (the final state is always shown), a preview photo once, then the result.
 
 `StatusBoard.on_event` is the JobManager's `on_event`. State lives in memory per job; after a
-restart the status message id is read back from the job's meta (`status_msg`).
+restart the status message id is read back from the job's `JobMeta.status_msg`.
 """
 
 from __future__ import annotations
@@ -16,14 +16,17 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiolimiter import AsyncLimiter
-from telegram import InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot import keyboards, texts
-from bot.handlers.common import safe_edit_text, with_retries
+from bot.jobevents import JobEvent
+from bot.storage import Job
+from bot.telegram_io import safe_edit_text, with_retries
+from engine.job import EventKind, Result
 
-if TYPE_CHECKING:
-    from bot.handlers.common import AnyApplication, Services
+if TYPE_CHECKING:  # only for annotations: bot.services refers to this module too
+    from bot.services import AnyApplication, Services
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,10 +88,11 @@ class StatusBoard:
         return self._services
 
     @property
-    def bot(self) -> Any:
+    def bot(self) -> Bot:
         if self._app is None:
             raise RuntimeError("status board not attached")
-        return self._app.bot
+        bot: Bot = self._app.bot
+        return bot
 
     def tracked(self) -> list[str]:
         return list(self._jobs)
@@ -100,47 +104,45 @@ class StatusBoard:
         await self._show(st, QUEUED, texts.queued(position), keyboards.cancel_keyboard(job_id))
         st.position = position
 
-    async def on_event(self, event: Any) -> None:
+    async def on_event(self, event: JobEvent) -> None:
         """The JobManager's callback. Never raises (a failing Telegram call is logged)."""
         try:
             await self._on_event(event)
         except Exception:
-            log.exception("status update for job %s failed", getattr(event.job, "id", "?"))
+            log.exception("status update for job %s failed", event.job.id)
 
-    async def _on_event(self, event: Any) -> None:
+    async def _on_event(self, event: JobEvent) -> None:
         job = event.job
         kind = event.kind
-        st = self._status(job.id, job.chat_id, job.meta.get("status_msg"))
+        st = self._status(job.id, job.chat_id, job.meta.status_msg)
         cancel = keyboards.cancel_keyboard(job.id)
-        if kind == "queued":
+        if kind is EventKind.QUEUED:
             position = event.position if event.position is not None else 1
             st.position = position
             await self._show(st, QUEUED, texts.queued(position), cancel)
-        elif kind == "started":
+        elif kind is EventKind.STARTED:
             await self._show(st, STARTED, texts.STARTING, cancel)
-        elif kind == "progress" and event.progress is not None:
+        elif kind is EventKind.PROGRESS and event.progress is not None:
             progress = event.progress
             await self._show(st, RUNNING, texts.progress(progress.fraction, progress.eta), cancel)
             if progress.preview and not st.preview_sent:
                 st.preview_sent = True
                 await self._send_preview(st, progress.preview)
-        elif kind == "done":
+        elif kind is EventKind.DONE:
             await self._finish(st, job, event.result)
-        elif kind == "failed":
-            reason = str(event.error) if event.error else "something went wrong"
-            await self._show(st, FINAL, texts.failed(reason), None)
+        elif kind is EventKind.FAILED:
+            await self._show(st, FINAL, texts.job_failed(event.code, event.detail), None)
             self._forget(job.id)
-        elif kind == "cancelled":
+        elif kind is EventKind.CANCELLED:
             await self._show(st, FINAL, texts.CANCELLED, None)
             self._forget(job.id)
 
     # -- internals --------------------------------------------------------------------------
-    def _status(self, job_id: str, chat_id: int, message_id: Any) -> _Status:
+    def _status(self, job_id: str, chat_id: int, message_id: int | None) -> _Status:
         st = self._jobs.get(job_id)
         if st is None:
             st = self._jobs[job_id] = _Status(job_id=job_id, chat_id=chat_id)
-            if isinstance(message_id, int):
-                st.message_id = message_id
+            st.message_id = message_id
         return st
 
     def _forget(self, job_id: str) -> None:
@@ -195,9 +197,7 @@ class StatusBoard:
         st.shown_text = st.text
         st.last_edit = time.monotonic()
         with contextlib.suppress(Exception):
-            await self.services.storage.update_job_meta(
-                st.job_id, {"status_msg": message.message_id}
-            )
+            await self.services.storage.update_job_meta(st.job_id, status_msg=message.message_id)
 
     async def _edit(self, st: _Status) -> None:
         assert st.message_id is not None
@@ -218,7 +218,7 @@ class StatusBoard:
         except TelegramError as exc:
             log.info("preview of job %s not sent: %s", st.job_id, exc)
 
-    async def _finish(self, st: _Status, job: Any, result: Any) -> None:
+    async def _finish(self, st: _Status, job: Job, result: Result | None) -> None:
         meta = job.meta
         seconds = 0.0
         if result is not None and result.timings:
@@ -229,21 +229,20 @@ class StatusBoard:
         self._forget(job.id)
         if result is None:
             return
-        pair = meta.get("pair")
-        if isinstance(pair, str):
-            await asyncio.to_thread(self.services.pairs.save_result, pair, job.id, result.image)
-        strength = int(meta.get("strength", 3))
-        colors = bool(meta.get("colors", False))
+        if meta.pair is not None:
+            await asyncio.to_thread(
+                self.services.pairs.save_result, meta.pair, job.id, result.image
+            )
         caption = texts.result_caption(
-            style=str(meta.get("style_name", "your style")),
-            strength=strength,
-            colors=colors,
+            style=meta.style_name,
+            strength=meta.strength,
+            colors=meta.colors,
             seconds=seconds,
             width=result.width,
             height=result.height,
         )
         markup = keyboards.result_keyboard(
-            job.id, strength=strength, colors=colors, can_save=meta.get("preset_id") is None
+            job.id, strength=meta.strength, colors=meta.colors, can_save=meta.preset_id is None
         )
         try:
             message = await self._paced(
@@ -256,7 +255,7 @@ class StatusBoard:
             log.warning("result of job %s not delivered: %s", job.id, exc)
             return
         with contextlib.suppress(Exception):
-            await self.services.storage.update_job_meta(job.id, {"result_msg": message.message_id})
+            await self.services.storage.update_job_meta(job.id, result_msg=message.message_id)
 
     async def _poll_positions(self) -> None:
         """Queue positions change without events when others finish: refresh them."""

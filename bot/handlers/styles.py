@@ -10,8 +10,10 @@ from typing import Any
 from telegram import Update
 
 from bot import keyboards, texts
-from bot.handlers.common import Context, Services, ensure_sender, get_services, reply
 from bot.handlers.jobflow import paint_with_preset, user_recipe
+from bot.services import Context, Services, get_services
+from bot.storage import DuplicateName, InvalidValue, TooManyPresets, preset_name_key
+from bot.telegram_io import reply
 
 log = logging.getLogger(__name__)
 COMMAND_NAME = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -24,7 +26,7 @@ def _args(context: Context) -> str:
 
 async def cmd_presets(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await ensure_sender(update, services)
+    user = await services.ensure_sender(update)
     await send_presets_list(update, services, user.user_id)
 
 
@@ -43,7 +45,7 @@ async def send_presets_list(update: Update, services: Services, user_id: int) ->
 
 async def cmd_style(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await ensure_sender(update, services)
+    user = await services.ensure_sender(update)
     name = _args(context)
     if not name:
         presets = await services.storage.list_presets(user.user_id)
@@ -108,7 +110,7 @@ async def cmd_save(update: Update, context: Context) -> None:
     services = get_services(context)
     chat = update.effective_chat
     assert chat is not None
-    await ensure_sender(update, services)
+    await services.ensure_sender(update)
     name = _args(context)
     if not name:
         await reply(update, texts.SAVE_USAGE)
@@ -122,7 +124,6 @@ async def cmd_save(update: Update, context: Context) -> None:
 
 async def save_own_preset(update: Update, services: Services, name: str, image: bytes) -> Any:
     """Save `image` as the user's preset `name`, answering in every case. Returns the preset."""
-    from bot.storage import DuplicateName, InvalidValue, TooManyPresets
 
     user = update.effective_user
     assert user is not None
@@ -148,13 +149,12 @@ async def save_own_preset(update: Update, services: Services, name: str, image: 
 
 async def cmd_delete(update: Update, context: Context) -> None:
     services = get_services(context)
-    user = await ensure_sender(update, services)
+    user = await services.ensure_sender(update)
     name = _args(context)
     if not name:
         await reply(update, texts.DELETE_USAGE)
         return
     own = await services.storage.list_presets(user.user_id, include_global=False)
-    from bot.storage import preset_name_key
 
     key = preset_name_key(name)
     match = next((p for p in own if preset_name_key(p.name) == key), None)
@@ -189,7 +189,6 @@ async def add_builtin_from_picture(
     update: Update, services: Services, name: str, image: bytes
 ) -> None:
     """Admin: a picture captioned /addpreset NAME becomes a built-in preset."""
-    from bot.storage import DuplicateName, InvalidValue
 
     if not name:
         await reply(update, texts.ADDPRESET_USAGE)
