@@ -64,6 +64,8 @@ COMPLETIONS_KEY = "stylebot:completions:{job_id}"
 KEY_TTL_S = 7 * 24 * 3600
 CANCEL_CHECK_INTERVAL_S = 0.2
 PROGRESS_INTERVAL_S = 0.2
+PROGRESS_STATE = "PROGRESS"
+"""A task state of our own (Celery's are in `celery.states`): meta holds the progress."""
 
 
 def _env_float(name: str, default: float) -> float:
@@ -169,7 +171,7 @@ def _stylize_task(self: Any, payload: dict[str, Any]) -> dict[str, Any]:
         last_report = now
         shown = dataclasses.replace(progress, preview=preview)
         self.update_state(
-            state="PROGRESS", meta={"progress": encode(shown), "preview_index": preview_index}
+            state=PROGRESS_STATE, meta={"progress": encode(shown), "preview_index": preview_index}
         )
 
     if should_cancel():

@@ -24,6 +24,9 @@ import time
 from dataclasses import replace
 from typing import Any
 
+import redis
+from celery import states
+
 from bot.executors.base import (
     Executor,
     ExecutorUnavailable,
@@ -43,6 +46,7 @@ from engine.job import (
     decode,
     encode,
 )
+from engine.tasks import CANCEL_KEY, PROGRESS_STATE, TASK_NAME, make_app
 
 log = logging.getLogger(__name__)
 
@@ -85,12 +89,6 @@ class CeleryExecutor(Executor):
     async def start(self) -> None:
         if self._app is not None:
             return
-        # Imported on start, not at the top: only a bot configured for Celery needs them
-        # (engine.tasks imports Celery, never TensorFlow).
-        import redis
-
-        from engine.tasks import make_app
-
         self._app = make_app(self._redis_url, self._job_timeout, self._visibility_timeout)
         self._redis = redis.Redis.from_url(
             self._redis_url, socket_connect_timeout=3, socket_timeout=10
@@ -108,7 +106,6 @@ class CeleryExecutor(Executor):
         await self._call(lambda client: client.ping())
 
     async def cancel(self, job_id: str) -> None:
-        from engine.tasks import CANCEL_KEY  # Celery: see `start`
 
         self._cancelled.add(job_id)
         key = CANCEL_KEY.format(job_id=job_id)
@@ -125,16 +122,15 @@ class CeleryExecutor(Executor):
         job_id = spec.job_id
         meta = await self._meta(job_id)
         state = meta.get("status")
-        if state == "SUCCESS":
+        if state == states.SUCCESS:
             return self._finish(meta)
-        if state not in ("STARTED", "PROGRESS"):
-            await self._submit(spec, forget=state not in (None, "PENDING"))
+        if state not in (states.STARTED, PROGRESS_STATE):
+            await self._submit(spec, forget=state not in (None, states.PENDING))
         return await self._await(job_id, on_progress)
 
     # -- helpers ------------------------------------------------------------------------------
     async def _call(self, function: Any) -> Any:
         """Run a Redis call in a thread; connection trouble becomes `ExecutorUnavailable`."""
-        import redis  # see `start`
 
         if self._redis is None:
             raise ExecutorUnavailable("The painting service is not started.")
@@ -144,7 +140,6 @@ class CeleryExecutor(Executor):
             raise ExecutorUnavailable("The painting service is unreachable right now.") from error
 
     async def _meta(self, job_id: str) -> dict[str, Any]:
-        import redis  # see `start`
 
         app = self._app
         try:
@@ -153,7 +148,6 @@ class CeleryExecutor(Executor):
             raise ExecutorUnavailable("The painting service is unreachable right now.") from error
 
     async def _submit(self, spec: JobSpec, forget: bool) -> None:
-        from engine.tasks import TASK_NAME  # Celery: see `start`
 
         payload = encode(spec)
         app = self._app
@@ -187,18 +181,18 @@ class CeleryExecutor(Executor):
                     raise
                 continue
             state = meta.get("status")
-            if state == "SUCCESS":
+            if state == states.SUCCESS:
                 return self._finish(meta)
-            if state == "FAILURE":
+            if state == states.FAILURE:
                 error = meta.get("result")
                 name = type(error).__name__
                 if name in ("TimeLimitExceeded", "SoftTimeLimitExceeded"):
                     raise JobTimedOut(f"Celery: {name}")
                 log.error("job %s failed in a Celery worker: %s: %s", job_id, name, error)
                 raise JobFailed(f"{name}: {error}")
-            if state == "REVOKED":
+            if state == states.REVOKED:
                 raise JobCancelled()
-            if state == "PROGRESS" and isinstance(meta.get("result"), dict):
+            if state == PROGRESS_STATE and isinstance(meta.get("result"), dict):
                 info = meta["result"]
                 index = info.get("preview_index")
                 try:

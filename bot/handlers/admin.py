@@ -8,6 +8,7 @@ from bot import texts
 from bot.handlers.styles import on_unknown_command
 from bot.services import Context, get_services
 from bot.telegram_io import reply
+from engine.job import JobState
 
 
 def _is_admin(update: Update, context: Context) -> bool:
@@ -22,7 +23,7 @@ async def cmd_stats(update: Update, context: Context) -> None:
     services = get_services(context)
     stats = await services.storage.stats()
     by_state = stats.get("jobs")
-    queued = int(by_state.get("queued", 0)) if isinstance(by_state, dict) else 0
+    queued = int(by_state.get(JobState.QUEUED, 0)) if isinstance(by_state, dict) else 0
     capacity = services.executor.capacity if services.executor else 0
     await reply(update, texts.stats_text(stats, queued, capacity))
 
