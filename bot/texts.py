@@ -174,6 +174,16 @@ STRENGTH_USAGE = (
     "Use a level from 1 (a hint) to 5 (style everywhere); 3 is classic. Example: /strength 4"
 )
 COLORS_USAGE = "Use /colors on to keep your photo's colours, /colors off to take the style's."
+
+
+def strength_usage(now: int) -> str:
+    return f"{STRENGTH_USAGE} (now {now})"
+
+
+def colors_usage(on: bool) -> str:
+    return f"{COLORS_USAGE} (now {'on' if on else 'off'})"
+
+
 SIZE_PROMPT = "Pick the size of your paintings (long side, in pixels). Bigger takes longer."
 
 

@@ -24,7 +24,7 @@ async def cmd_strength(update: Update, context: Context) -> None:
     args = context.args or []
     level = _number(args[0]) if len(args) == 1 else None
     if level is None or not 1 <= level <= 5:
-        await reply(update, f"{texts.STRENGTH_USAGE} (now {user.strength})")
+        await reply(update, texts.strength_usage(user.strength))
         return
     await services.storage.update_user_settings(user.user_id, strength=level)
     await reply(update, texts.strength_set(level))
@@ -35,8 +35,7 @@ async def cmd_colors(update: Update, context: Context) -> None:
     user = await services.ensure_sender(update)
     args = [a.lower() for a in context.args or []]
     if len(args) != 1 or args[0] not in ON_WORDS | OFF_WORDS:
-        now = "on" if user.preserve_colors else "off"
-        await reply(update, f"{texts.COLORS_USAGE} (now {now})")
+        await reply(update, texts.colors_usage(user.preserve_colors))
         return
     on = args[0] in ON_WORDS
     await services.storage.update_user_settings(user.user_id, preserve_colors=on)
