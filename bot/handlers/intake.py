@@ -147,6 +147,8 @@ async def handle_picture(
     user = await storage.ensure_user(tg_user.id, chat.id, tg_user.full_name)
     recipe = user_recipe(services, user)
 
+    preset = None
+    from_caption = False
     command = _caption_command(caption)
     if command is not None:
         name, arg = command
@@ -159,34 +161,24 @@ async def handle_picture(
         wanted = arg if name == "style" else name
         if wanted and name not in ("addpreset",):
             preset = await storage.find_preset(wanted, tg_user.id)
-            if preset is not None:
-                await paint_with_preset(
-                    services,
-                    bot,
-                    user_id=tg_user.id,
-                    chat_id=chat.id,
-                    photo=data,
-                    preset=preset,
-                    recipe=recipe,
-                )
-                await storage.clear_pending(chat.id, "content")
-                return
-            if name == "style":
+            from_caption = preset is not None
+            if preset is None and name == "style":
                 await reply(update, texts.preset_not_found(wanted))
-
-    if user.active_preset_id is not None:
+    if preset is None and user.active_preset_id is not None:
         preset = await storage.get_preset(user.active_preset_id)
-        if preset is not None:
-            await paint_with_preset(
-                services,
-                bot,
-                user_id=tg_user.id,
-                chat_id=chat.id,
-                photo=data,
-                preset=preset,
-                recipe=recipe,
-            )
-            return
+    if preset is not None:
+        await paint_with_preset(
+            services,
+            bot,
+            user_id=tg_user.id,
+            chat_id=chat.id,
+            photo=data,
+            preset=preset,
+            recipe=recipe,
+        )
+        if from_caption:  # a photo with its own style replaces any photo that was waiting
+            await storage.clear_pending(chat.id, "content")
+        return
 
     waiting = await storage.get_pending(chat.id, "content")
     if waiting is not None:
