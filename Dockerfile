@@ -45,13 +45,15 @@ RUN python -c "import keras; keras.applications.VGG19(include_top=False, weights
  && ls -l "$KERAS_HOME/models/vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5"
 USER root
 
-# 3. The project itself, installed non-editable (its dependencies are already there).
+# 3. The project itself, installed non-editable (its dependencies are already there), with its
+#    translations compiled first (bot/locale/*/LC_MESSAGES/stylebot.mo; Babel is a dependency).
 COPY README.md LICENSE /tmp/src/
 COPY bot /tmp/src/bot
 COPY engine /tmp/src/engine
-RUN pip install '/tmp/src[celery]' \
+RUN pybabel compile --domain stylebot --directory /tmp/src/bot/locale \
+ && pip install '/tmp/src[celery]' \
  && rm -rf /tmp/src \
- && python -c "import bot.presets, engine.cli, engine.tasks"
+ && python -c "import bot.presets, engine.cli, engine.tasks; import bot.i18n as i; i.check_catalogs()"
 
 # 4. The built-in preset paintings. `python -m bot.presets fetch` stores them in the SQLite
 #    database of STYLEBOT_DATA_DIR, and /data is a volume: a database written there at build

@@ -5,8 +5,12 @@ BIN := $(VENV)/bin
 # Re-install only when the project's metadata changes.
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
+# gettext catalogs: the .po files are sources (in git), the .mo files are built from them.
+LOCALE_DIR := bot/locale
+POT := $(LOCALE_DIR)/stylebot.pot
+MO_FILES := $(patsubst %.po,%.mo,$(wildcard $(LOCALE_DIR)/*/LC_MESSAGES/stylebot.po))
 
-.PHONY: run test lint typecheck pytest stylize bench clean
+.PHONY: run test lint typecheck pytest stylize bench clean locale messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,7 +27,7 @@ $(STAMP_DEV): pyproject.toml | $(BIN)/python
 # Reads .env when present (KEY=VALUE lines), then starts the bot with the embedded defaults:
 # SQLite under ./data and a local process pool.
 # The built-in preset paintings are downloaded once (skipped, with a note, when offline).
-run: $(STAMP_RUN)
+run: $(STAMP_RUN) locale
 	@set -a; [ -f .env ] && . ./.env; set +a; \
 	if [ -n "$${TELEGRAM_BOT_TOKEN:-}" ]; then \
 	  $(BIN)/python -m bot.presets fetch >/dev/null 2>&1 || \
@@ -31,7 +35,7 @@ run: $(STAMP_RUN)
 	fi; \
 	exec $(BIN)/python -m bot
 
-test: $(STAMP_DEV) lint typecheck pytest
+test: $(STAMP_DEV) locale lint typecheck pytest
 
 lint: $(STAMP_DEV)
 	$(BIN)/ruff check .
@@ -41,8 +45,23 @@ typecheck: $(STAMP_DEV)
 	$(BIN)/mypy bot engine
 
 # pytest exits 5 when it collects nothing: that is a failure here, as any non-zero code is.
-pytest: $(STAMP_DEV)
+pytest: $(STAMP_DEV) locale
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Compile the translations (bot/locale/<lang>/LC_MESSAGES/stylebot.mo) from their .po files.
+locale: $(MO_FILES)
+
+$(LOCALE_DIR)/%/LC_MESSAGES/stylebot.mo: $(LOCALE_DIR)/%/LC_MESSAGES/stylebot.po | $(STAMP_RUN)
+	$(BIN)/pybabel compile --domain stylebot --input-file $< --output-file $@ --locale $*
+
+# After changing sentences in bot/texts.py: extract the msgids into the template and merge
+# them into every language's .po file (then translate what is new or fuzzy).
+messages: $(STAMP_RUN)
+	$(BIN)/pybabel extract --mapping-file babel.cfg --output-file $(POT) \
+	    --project stylebot --copyright-holder "stylebot contributors" \
+	    --add-comments TRANSLATORS: --add-location file --sort-by-file --width 100 .
+	$(BIN)/pybabel update --domain stylebot --input-file $(POT) --output-dir $(LOCALE_DIR) \
+	    --width 100 --ignore-obsolete
 
 # make stylize ARGS="content.jpg style.jpg -o out.jpg"
 stylize: $(STAMP_RUN)

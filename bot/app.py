@@ -22,6 +22,7 @@ from bot.executors import make_executor
 from bot.executors.base import Executor
 from bot.handlers.pairs import PairStore
 from bot.handlers.status import StatusBoard
+from bot.i18n import DEFAULT_LANGUAGE, SUPPORTED_LANGUAGES, check_catalogs, use_language
 from bot.jobs import JobManager
 from bot.ratelimit import RateLimiter
 from bot.services import SERVICES_KEY, AnyApplication, Services, get_services
@@ -90,6 +91,7 @@ def build_application(
 async def post_init(app: AnyApplication) -> None:
     services = get_services(app)
     settings = services.settings
+    check_catalogs()  # a translation that was never compiled stops the bot here, saying so
     await asyncio.to_thread(settings.data_dir.mkdir, parents=True, exist_ok=True)
     storage = Storage(settings.database_path)
     await storage.open()
@@ -111,6 +113,7 @@ async def post_init(app: AnyApplication) -> None:
     services.spawn(_housekeeping(services), name="stylebot-housekeeping")
     services.spawn(_heartbeat(services), name="stylebot-heartbeat")
     await set_commands(app, services)
+    await set_descriptions(app)
     log.info("stylebot is up (executor %s)", type(services.executor).__name__)
 
 
@@ -152,20 +155,45 @@ async def post_shutdown(app: AnyApplication) -> None:
 
 
 async def set_commands(app: AnyApplication, services: Services) -> None:
-    """The command menu: every public command, then the built-in presets (admin ones never)."""
-    commands = [BotCommand(name, what) for name, what, _example in texts.HELP_COMMANDS]
+    """The command menu, in every language (Telegram shows each user the one of their app's
+    language, else the default, which is English): every public command, then the built-in
+    presets (admin ones never)."""
     presets = await services.storage.list_global_presets()
     services.preset_commands = [p.name for p in presets if COMMAND_NAME.match(p.name)]
-    for preset in presets:
-        if len(commands) >= MAX_MENU_COMMANDS:
-            break
-        if COMMAND_NAME.match(preset.name):
-            what = f"{preset.title} — {preset.artist}" if preset.title else preset.name
-            commands.append(BotCommand(preset.name, what[:256]))
-    try:
-        await app.bot.set_my_commands(commands)
-    except TelegramError as exc:  # the bot still works without its menu
-        log.warning("could not register the command menu: %s", exc)
+    for language in SUPPORTED_LANGUAGES:
+        with use_language(language):
+            commands = [BotCommand(name, what) for name, what, _example in texts.help_commands()]
+        for preset in presets:
+            if len(commands) >= MAX_MENU_COMMANDS:
+                break
+            if COMMAND_NAME.match(preset.name):
+                what = f"{preset.title} — {preset.artist}" if preset.title else preset.name
+                commands.append(BotCommand(preset.name, what[:256]))
+        try:
+            await app.bot.set_my_commands(commands, language_code=_language_code(language))
+        except TelegramError as exc:  # the bot still works without its menu
+            log.warning("could not register the command menu (%s): %s", language, exc)
+
+
+async def set_descriptions(app: AnyApplication) -> None:
+    """The bot's profile texts in every language: the description (on the empty chat screen)
+    and the short description (on its profile and in shared links)."""
+    for language in SUPPORTED_LANGUAGES:
+        with use_language(language):
+            description = texts.BOT_DESCRIPTION
+            short = texts.BOT_SHORT_DESCRIPTION
+        code = _language_code(language)
+        try:
+            await app.bot.set_my_description(description, language_code=code)
+            await app.bot.set_my_short_description(short, language_code=code)
+        except TelegramError as exc:  # cosmetic: the bot works without them
+            log.warning("could not set the bot's description (%s): %s", language, exc)
+
+
+def _language_code(language: str) -> str | None:
+    """Bot API `language_code`: none for the default (English), which every other
+    language falls back to."""
+    return None if language == DEFAULT_LANGUAGE else language
 
 
 async def _housekeeping(services: Services) -> None:

@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from engine.job import DEFAULT_JOB_TIMEOUT_S, DEFAULT_REDIS_URL
 from engine.params import MAX_SIZE, MIN_SIZE, StyleParams
@@ -19,6 +20,12 @@ DEFAULTS = StyleParams()
 OFFICIAL_API_URL = "https://api.telegram.org"
 # Bot API tokens look like "123456789:AA...": a numeric bot id, a colon, 30+ url-safe chars.
 TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,100}$")
+# Webhook mode: what Telegram accepts for setWebhook's secret_token and the URL's port.
+WEBHOOK_SECRET_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,256}$")
+WEBHOOK_PORTS = (443, 80, 88, 8443)
+# The URL's path is also the path the local webhook server answers on: plain characters only.
+WEBHOOK_PATH_PATTERN = re.compile(r"^[A-Za-z0-9._~/-]*$")
+LISTEN_PATTERN = re.compile(r"^[A-Za-z0-9.:_-]+$")
 
 
 class SettingsError(Exception):
@@ -45,6 +52,12 @@ class Settings:
     rate_limit_per_minute: int = 30
     celery_capacity: int = 2
     """Jobs the bot keeps in flight on Celery at once (the workers decide the real parallelism)."""
+    webhook_url: str = ""
+    """Public HTTPS URL Telegram posts updates to; empty: long polling."""
+    webhook_listen: str = "127.0.0.1"
+    webhook_port: int = 8443
+    webhook_secret: str = field(default="", repr=False)
+    """Telegram sends it in X-Telegram-Bot-Api-Secret-Token; never logged, like the token."""
 
     @property
     def base_url(self) -> str:
@@ -67,6 +80,12 @@ class Settings:
     def default_size(self) -> int:
         """Users get the largest allowed size unless they choose a smaller one with /size."""
         return max(self.sizes)
+
+    @property
+    def webhook_path(self) -> str:
+        """The path the webhook server answers on: the URL's own, without its slashes
+        (``https://bot.example.com/telegram`` → ``telegram``; no path → ``""``, the root)."""
+        return urlsplit(self.webhook_url).path.strip("/")
 
 
 def _int(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -156,6 +175,12 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         )
 
     max_side = _int(env, "STYLEBOT_MAX_SIDE", DEFAULTS.size, MIN_SIZE, MAX_SIZE)
+    webhook_url, webhook_secret = _webhook(env)
+    webhook_listen = env.get("STYLEBOT_WEBHOOK_LISTEN", "").strip() or Settings.webhook_listen
+    if not LISTEN_PATTERN.match(webhook_listen):
+        raise SettingsError(
+            f"STYLEBOT_WEBHOOK_LISTEN must be an IP address or a host name, not {webhook_listen!r}"
+        )
     return Settings(
         token=token,
         api_url=api_url,
@@ -181,4 +206,53 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             env, "STYLEBOT_RATE_LIMIT", Settings.rate_limit_per_minute, 1, 100_000
         ),
         celery_capacity=_int(env, "STYLEBOT_CELERY_CAPACITY", Settings.celery_capacity, 1, 1000),
+        webhook_url=webhook_url,
+        webhook_listen=webhook_listen,
+        webhook_port=_int(env, "STYLEBOT_WEBHOOK_PORT", Settings.webhook_port, 1, 65535),
+        webhook_secret=webhook_secret,
     )
+
+
+def _webhook(env: Mapping[str, str]) -> tuple[str, str]:
+    """STYLEBOT_WEBHOOK_URL and STYLEBOT_WEBHOOK_SECRET, checked as Telegram's setWebhook would.
+    Messages never quote the secret."""
+    url = env.get("STYLEBOT_WEBHOOK_URL", "").strip() or Settings.webhook_url
+    secret = env.get("STYLEBOT_WEBHOOK_SECRET", "").strip() or Settings.webhook_secret
+    if secret and not WEBHOOK_SECRET_PATTERN.match(secret):
+        raise SettingsError(
+            "STYLEBOT_WEBHOOK_SECRET must be 1-256 characters A-Z, a-z, 0-9, _ or - "
+            f"(Telegram's rule); the one set has {len(secret)} characters"
+        )
+    if not url:
+        return url, secret
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise SettingsError(f"STYLEBOT_WEBHOOK_URL is not a valid URL: {url!r}") from None
+    if parts.scheme != "https" or not parts.hostname:
+        raise SettingsError(
+            f"STYLEBOT_WEBHOOK_URL must be an https:// URL (Telegram posts only over HTTPS), "
+            f"not {url!r}"
+        )
+    if port is not None and port not in WEBHOOK_PORTS:
+        raise SettingsError(
+            f"STYLEBOT_WEBHOOK_URL must use port 443, 80, 88 or 8443 (Telegram posts to no "
+            f"other), not {port}"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise SettingsError(  # the URL is not quoted: a user part may hold a password
+            "STYLEBOT_WEBHOOK_URL must be https://host[:port][/path], without a user, a "
+            "?query or a #fragment"
+        )
+    if not WEBHOOK_PATH_PATTERN.match(parts.path):
+        raise SettingsError(
+            f"STYLEBOT_WEBHOOK_URL's path may hold only letters, digits, /, ., _, ~ and -, "
+            f"not {parts.path!r}"
+        )
+    if not secret:
+        raise SettingsError(
+            "STYLEBOT_WEBHOOK_SECRET is not set: webhook mode needs a secret token "
+            "(1-256 characters A-Z, a-z, 0-9, _ or -; e.g. `openssl rand -hex 32`)"
+        )
+    return url, secret

@@ -1,162 +1,399 @@
-"""Every sentence the bot says, in one place.
+"""Every sentence the bot says, in one place, in the language of the person it answers.
 
 Plain text (no Markdown/HTML parse mode), so user-chosen names never need escaping.
 Functions build sentences that carry values; constants are fixed sentences.
+
+The English sentences here are gettext msgids; their translations are in
+`bot/locale/<lang>/LC_MESSAGES/stylebot.po` (see README, "Languages"). Everything is translated
+when it is read, into `bot.i18n.current_language()`: functions call `_()` as they run, and the
+constants (`texts.START`, …) are msgids in `_CONSTANTS`, translated by the module's
+`__getattr__` on each access. `pybabel extract` finds every msgid through `_`, `N_`,
+`ngettext` and `pgettext`. Placeholders are named (`{limit}`) and filled with `.format`
+after translation, so translators can move them.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
+from bot.i18n import N_, ngettext, pgettext
+from bot.i18n import gettext as _
+from bot.storage import PRESET_NAME_MAX
+from engine.images import MAX_ASPECT, MAX_BYTES, MAX_PIXELS, MIN_SIDE
 from engine.job import FailureCode
 
+# Fixed sentences, by name: `texts.START` is `_(_CONSTANTS["START"])` (see `__getattr__`).
+_CONSTANTS: dict[str, str] = {
+    # -- greeting and help
+    "START": N_(
+        "Hi! I turn photos into paintings.\n\n"
+        "Send me a photo, then a style picture — or pick a style below.\n"
+        "A painting takes a minute or two; I show the progress as I go."
+    ),
+    # -- intake
+    "NEED_PHOTO_FIRST": N_("Send me a photo first, then pick a style."),
+    "ALBUM_EXTRA_IGNORED": N_("I used the first two pictures of the album (photo, then style)."),
+    "DOWNLOADING_FAILED": N_("I couldn't download that file from Telegram. Please send it again."),
+    "NOT_AN_IMAGE_FILE": N_(
+        "That file isn't a picture I can read. Please send a photo (JPEG, PNG or WebP)."
+    ),
+    "ANIMATED_STICKER": N_(
+        "Animated and video stickers can't be painted. Send a photo, or a static sticker."
+    ),
+    "ANIMATION_HINT": N_(
+        "Animations can't be painted. Send a still picture (a photo or an image file)."
+    ),
+    "MEDIA_HINT": N_("I only work with pictures: send me a photo, then a style picture."),
+    "TEXT_HINT": N_("Send me a photo to paint, or /help to see what I can do."),
+    "UNKNOWN_COMMAND": N_("I don't know that command. /help lists what I can do."),
+    # -- presets
+    "NAME_RULES": N_("Names are 1–32 characters: letters, digits, spaces, - and _."),
+    "SAVE_USAGE": N_("Give it a name: /save NAME (for example /save my sunset)."),
+    "SAVE_NOTHING": N_("There's no style picture to save yet: send a photo, then a style picture."),
+    "DELETE_USAGE": N_("Which one? /delete NAME — /presets lists your styles."),
+    "NO_PRESETS": N_(
+        "There are no styles yet. Send a picture as a style, then /save NAME to keep it."
+    ),
+    "STYLE_OFF": N_("No active style any more: send a photo, then a style picture."),
+    "ADDPRESET_USAGE": N_("Send a picture with the caption /addpreset NAME."),
+    # -- settings
+    "STRENGTH_USAGE": N_(
+        "Use a level from 1 (a hint) to 5 (style everywhere); 3 is classic. Example: /strength 4"
+    ),
+    "COLORS_USAGE": N_(
+        "Use /colors on to keep your photo's colours, /colors off to take the style's."
+    ),
+    "SIZE_PROMPT": N_(
+        "Pick the size of your paintings (long side, in pixels). Bigger takes longer."
+    ),
+    # -- jobs
+    "STARTING": N_("🎨 Starting…"),
+    "CANCELLED": N_("✖ Cancelled."),
+    "PREVIEW_CAPTION": N_("Preview — still working…"),
+    "RESULT_EXPIRED": N_("This result has expired, send the photos again."),
+    "NOT_YOUR_BUTTON": N_("This button belongs to someone else."),
+    "BAD_BUTTON": N_("Sorry, I don't understand that button any more. Send the photos again."),
+    "ALREADY_FINISHED": N_("That painting has already finished."),
+    "CANCEL_REQUESTED": N_("Cancelling…"),
+    "NOTHING_TO_CANCEL": N_("Nothing to stop. I forgot any photos you had sent."),
+    "CANCELLED_ALL": N_("Stopped. I also forgot the photos you had sent."),
+    "WEAKEST": N_("That's already the weakest level."),
+    "STRONGEST": N_("That's already the strongest level."),
+    "INPUT_GONE": N_("I no longer have the pictures for that painting. Please send them again."),
+    "NEW_STYLE_PROMPT": N_("Send me a new style picture for this photo — or pick a style below."),
+    "FULL_RES_CAPTION": N_("Full resolution"),
+    "JOB_RESTARTED_LOST": N_(
+        "I restarted and lost the pictures of one painting. Please send them again."
+    ),
+    # -- errors and limits
+    "SLOW_DOWN": N_("Too many taps at once — give me a moment, then try again."),
+    # -- /language
+    "LANGUAGE_USAGE": N_(
+        "Choose a language: /language en (English), /language ru (Russian), "
+        "or /language auto to follow your Telegram app."
+    ),
+    # -- keyboard labels
+    "BTN_CANCEL": N_("✖ Cancel"),
+    "BTN_WEAKER": N_("− Weaker"),
+    "BTN_STRONGER": N_("Stronger +"),
+    "BTN_SAVE_STYLE": N_("💾 Save style"),
+    "BTN_NEW_STYLE": N_("🆕 New style"),
+    "BTN_FULL_RES": N_("⬇ Full resolution"),
+    "BTN_APPLY": N_("Apply"),
+    "BTN_DELETE": N_("🗑 Delete"),
+    # -- the bot's profile (setMyDescription, setMyShortDescription): at most 512 and 120
+    "BOT_DESCRIPTION": N_(
+        "I repaint your photos in the style of a painting: Van Gogh, Hokusai, Monet, or any "
+        "picture you send me. Send a photo, then a style picture (or pick a built-in style), "
+        "and I paint it in a minute or two with neural style transfer."
+    ),
+    "BOT_SHORT_DESCRIPTION": N_("I turn your photos into paintings in the style you choose."),
+}
+
+# Symbols, the same in every language (not in the catalog).
+BTN_PREV = "◀"
+BTN_NEXT = "▶"
+
+_HELP_COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("start", N_("greeting and popular styles"), "/start"),
+    ("help", N_("this list"), "/help"),
+    ("presets", N_("your styles and the built-in ones"), "/presets"),
+    ("style", N_("use a style for every new photo (off to stop)"), "/style starry_night"),
+    ("save", N_("save the last style picture as your style"), N_("/save my sunset")),
+    ("delete", N_("delete one of your styles"), N_("/delete my sunset")),
+    ("strength", N_("how strong the style is, 1–5 (3 is classic)"), "/strength 4"),
+    ("colors", N_("keep the photo's own colours"), "/colors on"),
+    ("size", N_("size of the painting"), "/size"),
+    ("language", N_("the language I speak: en, ru or auto"), "/language ru"),
+    ("cancel", N_("stop the running painting and forget sent photos"), "/cancel"),
+    ("status", N_("queue position and your settings"), "/status"),
+)
+
+if TYPE_CHECKING:
+    HELP_COMMANDS: tuple[tuple[str, str, str], ...]
+    """(command, what it does, example) for /help and the command menu, translated."""
+
+
+def __getattr__(name: str) -> str:
+    """`texts.START` and the other constants, in the current language."""
+    if name == "HELP_COMMANDS":
+        return help_commands()  # type: ignore[return-value]
+    try:
+        msgid = _CONSTANTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    return _(msgid)
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_CONSTANTS, "HELP_COMMANDS"])
+
+
+def help_commands() -> tuple[tuple[str, str, str], ...]:
+    """(command, what it does, example) for /help and the command menu, translated."""
+    return tuple((command, _(what), _(example)) for command, what, example in _HELP_COMMANDS)
+
+
+def _on_off(on: bool) -> str:
+    return pgettext("switch", "on") if on else pgettext("switch", "off")
+
+
 # -- greeting and help ------------------------------------------------------------------------
-START = (
-    "Hi! I turn photos into paintings.\n\n"
-    "Send me a photo, then a style picture — or pick a style below.\n"
-    "A painting takes a minute or two; I show the progress as I go."
-)
-
-HELP_COMMANDS: tuple[tuple[str, str, str], ...] = (
-    ("start", "greeting and popular styles", "/start"),
-    ("help", "this list", "/help"),
-    ("presets", "your styles and the built-in ones", "/presets"),
-    ("style", "use a style for every new photo (off to stop)", "/style starry_night"),
-    ("save", "save the last style picture as your style", "/save my sunset"),
-    ("delete", "delete one of your styles", "/delete my sunset"),
-    ("strength", "how strong the style is, 1–5 (3 is classic)", "/strength 4"),
-    ("colors", "keep the photo's own colours", "/colors on"),
-    ("size", "size of the painting", "/size"),
-    ("cancel", "stop the running painting and forget sent photos", "/cancel"),
-    ("status", "queue position and your settings", "/status"),
-)
-"""(command, what it does, example) for /help and the command menu."""
-
-
 def help_text(preset_commands: Sequence[str]) -> str:
     lines = [
-        "How it works: send a photo, then a second picture for the style (or tap a style).",
+        _("How it works: send a photo, then a second picture for the style (or tap a style)."),
         "",
     ]
-    for command, what, example in HELP_COMMANDS:
-        lines.append(f"/{command} — {what}. Example: {example}")
+    for command, what, example in help_commands():
+        lines.append(
+            _("/{command} — {what}. Example: {example}").format(
+                command=command, what=what, example=example
+            )
+        )
     if preset_commands:
         lines.append("")
         lines.append(
-            "Built-in styles answer to their own command too: "
-            + ", ".join(f"/{name}" for name in preset_commands)
+            _("Built-in styles answer to their own command too: {commands}").format(
+                commands=", ".join(f"/{name}" for name in preset_commands)
+            )
         )
     lines.append("")
     lines.append(
-        "Tips: send an album of two pictures (photo, then style) to start at once; "
-        "a photo with the caption /style NAME is painted with that style; "
-        "static stickers work as pictures; send as a file to skip Telegram's compression "
-        "(up to 20 MB)."
+        _(
+            "Tips: send an album of two pictures (photo, then style) to start at once; "
+            "a photo with the caption /style NAME is painted with that style; "
+            "static stickers work as pictures; send as a file to skip Telegram's compression "
+            "(up to 20 MB)."
+        )
     )
     return "\n".join(lines)
 
 
 # -- intake -----------------------------------------------------------------------------------
-def content_received(has_styles: bool) -> str:
+def start_text(in_group: bool) -> str:
+    """The greeting; in a group it also says how to send photos there."""
+    start = _(_CONSTANTS["START"])
+    if not in_group:
+        return start
+    how = _(
+        "In a group, send your photo as a reply to one of my messages, "
+        "or with /style and a style name in its caption."
+    )
+    return f"{start}\n\n{how}"
+
+
+def content_received(has_styles: bool, in_group: bool = False) -> str:
+    if in_group and has_styles:
+        return _(
+            "Got your photo. Now reply to this message with a style picture — "
+            "or pick a style below."
+        )
+    if in_group:
+        return _("Got your photo. Now reply to this message with a style picture.")
     if has_styles:
-        return (
+        return _(
             "Got your photo. Now send a second picture to use as the style — or pick a style below."
         )
-    return "Got your photo. Now send a second picture to use as the style."
-
-
-NEED_PHOTO_FIRST = "Send me a photo first, then pick a style."
-ALBUM_EXTRA_IGNORED = "I used the first two pictures of the album (photo, then style)."
-DOWNLOADING_FAILED = "I couldn't download that file from Telegram. Please send it again."
+    return _("Got your photo. Now send a second picture to use as the style.")
 
 
 def file_too_big(limit_mb: int) -> str:
-    return f"That file is too big: I can take files up to {limit_mb} MB. Please send a smaller one."
+    return _(
+        "That file is too big: I can take files up to {limit_mb} MB. Please send a smaller one."
+    ).format(limit_mb=limit_mb)
 
 
-NOT_AN_IMAGE_FILE = "That file isn't a picture I can read. Please send a photo (JPEG, PNG or WebP)."
-ANIMATED_STICKER = (
-    "Animated and video stickers can't be painted. Send a photo, or a static sticker."
+_FORMAT_REFUSED = re.compile(
+    r"^(?:Vector images \((?P<vector>\w+)\)|(?P<name>[\w.-]+) (?:images|photos)) "
+    r"(?:are|is) not supported"
 )
-ANIMATION_HINT = "Animations can't be painted. Send a still picture (a photo or an image file)."
-MEDIA_HINT = "I only work with pictures: send me a photo, then a style picture."
-TEXT_HINT = "Send me a photo to paint, or /help to see what I can do."
-UNKNOWN_COMMAND = "I don't know that command. /help lists what I can do."
 
 
-def bad_image(reason: str) -> str:
-    return f"I can't use that picture: {reason}"
+def image_refused(code: str, detail: str | None = None) -> str:
+    """Why a picture was refused, by the engine's `ImageError.code` (`engine/images.py`);
+    `detail` is the engine's own English sentence, shown as it is for a code not known here."""
+    if code == "empty_file":
+        return _("The file is empty. Please send a photo.")
+    if code == "not_an_image":
+        return _("That file isn't an image. Please send a photo (JPEG, PNG or WebP).")
+    if code == "unsupported_format":
+        match = _FORMAT_REFUSED.match(detail or "")
+        if match:
+            return _(
+                "I can't read {format} pictures. Please send a JPEG, PNG or WebP photo."
+            ).format(format=match.group("vector") or match.group("name"))
+        return _("I can't read this picture format. Please send a JPEG, PNG or WebP photo.")
+    if code == "corrupt_image":
+        return _("The file is damaged or incomplete. Please send it again.")
+    if code == "image_too_large":
+        if detail and "MB" in detail:  # the file, not its pixels
+            return _("The file is too large: at most {limit_mb} MB.").format(
+                limit_mb=MAX_BYTES // (1024 * 1024)
+            )
+        return _(
+            "The picture is too large: at most {megapixels} megapixels. Please send a smaller one."
+        ).format(megapixels=MAX_PIXELS // 1_000_000)
+    if code == "image_too_small":
+        return _("The picture is too small: it needs at least {min_side} px on each side.").format(
+            min_side=MIN_SIDE
+        )
+    if code == "extreme_aspect":
+        return _("The picture is too long and narrow: at most {ratio}:1.").format(
+            ratio=f"{MAX_ASPECT:g}"
+        )
+    if code == "bad_image" or not detail:
+        return _("I can't use this picture. Please send another photo.")
+    return detail
 
 
 # -- presets ----------------------------------------------------------------------------------
-NAME_RULES = "Names are 1–32 characters: letters, digits, spaces, - and _."
-
-
 def bad_preset_name(name: str) -> str:
-    return f"“{name[:40]}” can't be a style name. {NAME_RULES}"
+    return _("“{name}” can't be a style name. {rules}").format(
+        name=name[:40], rules=_(_CONSTANTS["NAME_RULES"])
+    )
+
+
+_CHARACTER_CODE = re.compile(r"U\+[0-9A-F]{4,6}")
+_NAME_REFUSALS: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"^a preset name must be text$"), "text"),
+    (re.compile(r"^a preset needs a name"), "empty"),
+    (re.compile(r"^that name is too long \((?P<length>\d+) characters\)"), "long"),
+    (re.compile(r"^preset names can use .* only; (?P<char>.+) is not allowed$"), "char"),
+    (re.compile(r"^a preset name must start with a letter or a digit$"), "start"),
+    (
+        re.compile(
+            r"^that picture is too large to keep \((?P<size>[\d.]+) MB; "
+            r"the limit is (?P<limit>[\d.]+) MB\)$"
+        ),
+        "picture",
+    ),
+)
+
+
+def _name_refusal(reason: str) -> str:
+    """The sentence for one of `bot.storage.validate_preset_name`'s refusals (and the
+    storage's "picture too large to keep"), matched on its English words; else `reason`."""
+    for pattern, case in _NAME_REFUSALS:
+        match = pattern.match(reason)
+        if match is None:
+            continue
+        if case == "text":
+            return _("a style name must be text")
+        if case == "empty":
+            return _("a style needs a name: 1–{max} letters, digits, spaces, - or _").format(
+                max=PRESET_NAME_MAX
+            )
+        if case == "long":
+            length = int(match.group("length"))
+            return ngettext(
+                "that name is too long ({length} character); keep it to {max} or fewer",
+                "that name is too long ({length} characters); keep it to {max} or fewer",
+                length,
+            ).format(length=length, max=PRESET_NAME_MAX)
+        if case == "char":
+            char = match.group("char")
+            if not char.startswith("“"):  # "the control character U+0007", "U+200B (…)"
+                code = _CHARACTER_CODE.search(char)
+                char = code.group(0) if code else char
+            return _(
+                "names can use letters, digits, spaces, - and _ only; {char} is not allowed"
+            ).format(char=char)
+        if case == "start":
+            return _("a style name must start with a letter or a digit")
+        return _("that picture is too large to keep ({size} MB; the limit is {limit} MB)").format(
+            size=match.group("size"), limit=match.group("limit")
+        )
+    return reason
 
 
 def name_refused(reason: str) -> str:
-    return f"That name won't work: {reason}."
+    """`reason`: the `str()` of the storage's `InvalidValue` (translated when known)."""
+    return _("That name won't work: {reason}.").format(reason=_name_refusal(reason))
 
 
 def preset_not_found(name: str) -> str:
-    return f"I don't know a style called “{name[:40]}”. /presets lists them."
+    return _("I don't know a style called “{name}”. /presets lists them.").format(name=name[:40])
 
 
 def too_many_presets(limit: int) -> str:
-    return f"You already have {limit} styles, the most I keep. Delete one first: /delete NAME"
+    return ngettext(
+        "You already have {limit} style, the most I keep. Delete one first: /delete NAME",
+        "You already have {limit} styles, the most I keep. Delete one first: /delete NAME",
+        limit,
+    ).format(limit=limit)
 
 
 def duplicate_preset(name: str) -> str:
-    return f"You already have a style called “{name}”. Pick another name or /delete it first."
-
-
-SAVE_USAGE = "Give it a name: /save NAME (for example /save my sunset)."
-SAVE_NOTHING = "There's no style picture to save yet: send a photo, then a style picture."
-DELETE_USAGE = "Which one? /delete NAME — /presets lists your styles."
-NO_PRESETS = "There are no styles yet. Send a picture as a style, then /save NAME to keep it."
+    return _(
+        "You already have a style called “{name}”. Pick another name or /delete it first."
+    ).format(name=name)
 
 
 def preset_saved(name: str) -> str:
-    return f"Saved your style “{name}”. Use it with /style {name}"
+    return _("Saved your style “{name}”. Use it with /style {name}").format(name=name)
 
 
 def preset_deleted(name: str) -> str:
-    return f"Deleted your style “{name}”."
+    return _("Deleted your style “{name}”.").format(name=name)
 
 
 def preset_not_yours(name: str) -> str:
-    return f"“{name}” isn't one of your styles, so I can't delete it."
+    return _("“{name}” isn't one of your styles, so I can't delete it.").format(name=name)
 
 
 def presets_header(own: int, builtin: int) -> str:
-    return f"Styles: {own} of yours, {builtin} built-in. Tap to apply."
+    return _("Styles: {own} of yours, {builtin} built-in. Tap to apply.").format(
+        own=own, builtin=builtin
+    )
 
 
 def style_list(names_own: Sequence[str], names_global: Sequence[str], active: str | None) -> str:
     lines = []
     if active:
-        lines.append(f"Active style: {active} (every new photo gets it; /style off to stop).")
+        lines.append(
+            _("Active style: {name} (every new photo gets it; /style off to stop).").format(
+                name=active
+            )
+        )
     else:
-        lines.append("No active style: use /style NAME to paint every new photo with it.")
+        lines.append(_("No active style: use /style NAME to paint every new photo with it."))
     if names_own:
-        lines.append("Yours: " + ", ".join(names_own))
+        lines.append(_("Yours: {names}").format(names=", ".join(names_own)))
     if names_global:
-        lines.append("Built-in: " + ", ".join(names_global))
+        lines.append(_("Built-in: {names}").format(names=", ".join(names_global)))
     return "\n".join(lines)
 
 
 def style_activated(name: str, will_paint_now: bool) -> str:
     if will_paint_now:
-        return f"Style set to {name}. Painting your photo with it now."
-    return f"Style set to {name}. Now send me a photo."
-
-
-STYLE_OFF = "No active style any more: send a photo, then a style picture."
+        return _("Style set to {name}. Painting your photo with it now.").format(name=name)
+    return _("Style set to {name}. Now send me a photo.").format(name=name)
 
 
 def preset_applied_title(name: str, title: str, artist: str, year: str) -> str:
+    # names, titles and artists only: nothing to translate
     if title:
         detail = f"{title} — {artist}, {year}" if artist else title
         return f"{name}: {detail}"
@@ -164,45 +401,36 @@ def preset_applied_title(name: str, title: str, artist: str, year: str) -> str:
 
 
 def builtin_added(name: str) -> str:
-    return f"Added the built-in style “{name}” for everyone."
+    return _("Added the built-in style “{name}” for everyone.").format(name=name)
 
-
-ADDPRESET_USAGE = "Send a picture with the caption /addpreset NAME."
 
 # -- settings ---------------------------------------------------------------------------------
-STRENGTH_USAGE = (
-    "Use a level from 1 (a hint) to 5 (style everywhere); 3 is classic. Example: /strength 4"
-)
-COLORS_USAGE = "Use /colors on to keep your photo's colours, /colors off to take the style's."
-
-
 def strength_usage(now: int) -> str:
-    return f"{STRENGTH_USAGE} (now {now})"
+    return _("{usage} (now {level})").format(usage=_(_CONSTANTS["STRENGTH_USAGE"]), level=now)
 
 
 def colors_usage(on: bool) -> str:
-    return f"{COLORS_USAGE} (now {'on' if on else 'off'})"
-
-
-SIZE_PROMPT = "Pick the size of your paintings (long side, in pixels). Bigger takes longer."
+    return _("{usage} (now {state})").format(usage=_(_CONSTANTS["COLORS_USAGE"]), state=_on_off(on))
 
 
 def strength_set(level: int) -> str:
-    return f"Strength set to {level} of 5. It applies to your next painting."
+    return _("Strength set to {level} of 5. It applies to your next painting.").format(level=level)
 
 
 def colors_set(on: bool) -> str:
     if on:
-        return "Your photos keep their own colours now."
-    return "Paintings take the style's colours now."
+        return _("Your photos keep their own colours now.")
+    return _("Paintings take the style's colours now.")
 
 
 def size_set(size: int) -> str:
-    return f"Size set to {size} px."
+    return _("Size set to {size} px.").format(size=size)
 
 
 def size_invalid(sizes: Iterable[int]) -> str:
-    return "That size isn't offered. Choose one of: " + ", ".join(f"{s} px" for s in sizes)
+    return _("That size isn't offered. Choose one of: {sizes}").format(
+        sizes=", ".join(_("{size} px").format(size=s) for s in sizes)
+    )
 
 
 def status_text(
@@ -218,29 +446,57 @@ def status_text(
     if positions:
         for pos in positions:
             lines.append(
-                "Your painting is in progress."
+                _("Your painting is in progress.")
                 if pos == 0
-                else f"Your painting is #{pos} in the queue."
+                else _("Your painting is #{position} in the queue.").format(position=pos)
             )
     else:
-        lines.append("Nothing is being painted for you right now.")
+        lines.append(_("Nothing is being painted for you right now."))
     if has_pending_content:
-        lines.append("I have your photo and I'm waiting for a style picture.")
+        lines.append(_("I have your photo and I'm waiting for a style picture."))
     lines.append(
-        f"Strength: {strength} of 5 · Keep colours: {'on' if colors else 'off'} · Size: {size} px"
+        _("Strength: {strength} of 5 · Keep colours: {colors} · Size: {size} px").format(
+            strength=strength, colors=_on_off(colors), size=size
+        )
     )
-    lines.append(f"Active style: {active_style}" if active_style else "Active style: none")
+    lines.append(
+        _("Active style: {name}").format(name=active_style)
+        if active_style
+        else _("Active style: none")
+    )
     return "\n".join(lines)
+
+
+# -- /language --------------------------------------------------------------------------------
+def language_status(name: str, automatic: bool) -> str:
+    """/language without a choice: what is spoken now, and how to change it."""
+    if automatic:
+        now = _("I speak {language} with you, as your Telegram app does.").format(language=name)
+    else:
+        now = _("I speak {language} with you (your choice).").format(language=name)
+    return f"{now}\n{_(_CONSTANTS['LANGUAGE_USAGE'])}"
+
+
+def language_set(name: str, automatic: bool) -> str:
+    """The answer to /language, in the language just chosen."""
+    if automatic:
+        return _("I'll follow your Telegram app's language: {language} for now.").format(
+            language=name
+        )
+    return _("I'll speak {language} with you from now on.").format(language=name)
+
+
+def language_unknown(choice: str) -> str:
+    return _("I don't speak “{choice}”. {usage}").format(
+        choice=choice[:20], usage=_(_CONSTANTS["LANGUAGE_USAGE"])
+    )
 
 
 # -- jobs -------------------------------------------------------------------------------------
 def queued(position: int) -> str:
     if position <= 1:
-        return "⏳ You're next in the queue."
-    return f"⏳ Waiting in the queue — position {position}."
-
-
-STARTING = "🎨 Starting…"
+        return _("⏳ You're next in the queue.")
+    return _("⏳ Waiting in the queue — position {position}.").format(position=position)
 
 
 def progress_bar(fraction: float, width: int = 10) -> str:
@@ -251,146 +507,128 @@ def progress_bar(fraction: float, width: int = 10) -> str:
 
 def progress(fraction: float, eta: float | None) -> str:
     percent = round(min(1.0, max(0.0, fraction)) * 100)
-    text = f"🎨 Painting… {progress_bar(fraction)} {percent}%"
+    text = _("🎨 Painting… {bar} {percent}%").format(bar=progress_bar(fraction), percent=percent)
     if eta is not None and eta > 0:
-        text += f" · ETA {format_seconds(eta)}"
+        text += _(" · ETA {time}").format(time=format_seconds(eta))
     return text
 
 
 def format_seconds(seconds: float) -> str:
     whole = max(0, round(seconds))
     if whole < 60:
-        return f"{whole} s"
+        return _("{seconds} s").format(seconds=whole)
     minutes, rest = divmod(whole, 60)
-    return f"{minutes} min {rest:02d} s"
+    return _("{minutes} min {seconds} s").format(minutes=minutes, seconds=f"{rest:02d}")
 
 
 def done(seconds: float) -> str:
-    return f"✅ Done in {format_seconds(seconds)}."
+    return _("✅ Done in {time}.").format(time=format_seconds(seconds))
 
 
 def failed(reason: str) -> str:
-    return f"❌ That didn't work: {reason}"
+    return _("❌ That didn't work: {reason}").format(reason=reason)
 
 
 JOB_FAILURES: dict[str, str] = {
-    FailureCode.TIMED_OUT: "This picture took too long, so I stopped it. Try a smaller size.",
-    FailureCode.WORKER_LOST: (
+    FailureCode.TIMED_OUT: N_("This picture took too long, so I stopped it. Try a smaller size."),
+    FailureCode.WORKER_LOST: N_(
         "The painter stopped unexpectedly twice on this picture, so I gave up. "
         "Try a smaller size or another picture."
     ),
-    FailureCode.ENGINE_DOWN: "The painting engine could not start; please try again later.",
-    FailureCode.INPUTS_LOST: (
+    FailureCode.ENGINE_DOWN: N_("The painting engine could not start; please try again later."),
+    FailureCode.INPUTS_LOST: N_(
         "I lost the pictures of this job during a restart. Please send them again."
     ),
-    FailureCode.FAILED: "Something went wrong while painting. Please try again.",
+    FailureCode.FAILED: N_("Something went wrong while painting. Please try again."),
 }
-"""What a user reads when a job fails, by `engine.job.FailureCode`."""
+"""What a user reads when a job fails, by `engine.job.FailureCode` (msgids: `job_failed`
+translates them)."""
 
 
 def job_failed(code: str | None, detail: str | None = None) -> str:
-    """A failed job's status line: the sentence for its code, else the engine's own sentence
-    (a refused picture), else a general one."""
-    reason = JOB_FAILURES.get(code or "") or detail or JOB_FAILURES[FailureCode.FAILED]
-    return failed(reason)
-
-
-CANCELLED = "✖ Cancelled."
-PREVIEW_CAPTION = "Preview — still working…"
-RESULT_EXPIRED = "This result has expired, send the photos again."
-NOT_YOUR_BUTTON = "This button belongs to someone else."
-BAD_BUTTON = "Sorry, I don't understand that button any more. Send the photos again."
-ALREADY_FINISHED = "That painting has already finished."
-CANCEL_REQUESTED = "Cancelling…"
-NOTHING_TO_CANCEL = "Nothing to stop. I forgot any photos you had sent."
-CANCELLED_ALL = "Stopped. I also forgot the photos you had sent."
-WEAKEST = "That's already the weakest level."
-STRONGEST = "That's already the strongest level."
-INPUT_GONE = "I no longer have the pictures for that painting. Please send them again."
+    """A failed job's status line: the sentence for its code; for a refused picture (the
+    engine's `ImageError.code`) the refusal, else the engine's own sentence, else a general one."""
+    if code in JOB_FAILURES:
+        return failed(_(JOB_FAILURES[code]))
+    if code:
+        return failed(image_refused(code, detail))
+    return failed(detail or _(JOB_FAILURES[FailureCode.FAILED]))
 
 
 def user_queue_full(limit: int) -> str:
-    return (
-        f"You already have {limit} paintings waiting, the most I queue per person. "
-        "Wait for one to finish, or /cancel."
-    )
+    return ngettext(
+        "You already have {limit} painting waiting, the most I queue per person. "
+        "Wait for it to finish, or /cancel.",
+        "You already have {limit} paintings waiting, the most I queue per person. "
+        "Wait for one to finish, or /cancel.",
+        limit,
+    ).format(limit=limit)
 
 
 def queue_busy(retry_after_s: float) -> str:
-    return f"I'm busy right now — try again in ~{format_seconds(max(1.0, retry_after_s))}."
-
-
-NEW_STYLE_PROMPT = "Send me a new style picture for this photo — or pick a style below."
-FULL_RES_CAPTION = "Full resolution"
-JOB_RESTARTED_LOST = "I restarted and lost the pictures of one painting. Please send them again."
+    return _("I'm busy right now — try again in ~{time}.").format(
+        time=format_seconds(max(1.0, retry_after_s))
+    )
 
 
 def result_caption(
     *, style: str, strength: int, colors: bool, seconds: float, width: int, height: int
 ) -> str:
-    parts = [f"🎨 {style}", f"strength {strength}/5"]
+    parts = [f"🎨 {style}", _("strength {strength}/5").format(strength=strength)]
     if colors:
-        parts.append("colours kept")
+        parts.append(_("colours kept"))
     parts.append(f"{width}×{height}")
     parts.append(format_seconds(seconds))
     return " · ".join(parts)
 
 
 def result_style_saved(name: str) -> str:
-    return f"Saved this style as “{name}”. Use it with /style {name}"
+    return _("Saved this style as “{name}”. Use it with /style {name}").format(name=name)
 
 
 def result_style_is_preset(name: str) -> str:
-    return f"This style is already saved as “{name}”."
+    return _("This style is already saved as “{name}”.").format(name=name)
 
 
 # -- errors and limits ------------------------------------------------------------------------
 def internal_error(ref: str) -> str:
-    return f"Sorry, something failed on my side (reference {ref}). Please try again."
-
-
-SLOW_DOWN = "Too many taps at once — give me a moment, then try again."
+    return _("Sorry, something failed on my side (reference {ref}). Please try again.").format(
+        ref=ref
+    )
 
 
 def rate_limited(seconds: float) -> str:
-    return (
-        f"You're sending messages faster than I can take them. "
-        f"I'll listen again in about {format_seconds(seconds)}."
-    )
+    return _(
+        "You're sending messages faster than I can take them. I'll listen again in about {time}."
+    ).format(time=format_seconds(seconds))
 
 
 # -- admin ------------------------------------------------------------------------------------
 def stats_text(stats: dict[str, object], queue_size: int, capacity: int) -> str:
-    lines = ["Stats"]
+    # the keys are the storage's counter names, shown as they are
+    lines = [_("Stats")]
     for key, value in stats.items():
         if isinstance(value, dict):
-            inner = ", ".join(f"{k} {v}" for k, v in value.items()) or "none"
+            inner = ", ".join(f"{k} {v}" for k, v in value.items()) or _("none")
             lines.append(f"{key}: {inner}")
         else:
             lines.append(f"{key}: {value}")
-    lines.append(f"queue: {queue_size} · workers: {capacity}")
+    lines.append(
+        _("queue: {queue} · workers: {workers}").format(queue=queue_size, workers=capacity)
+    )
     return "\n".join(lines)
 
 
 # -- keyboard labels --------------------------------------------------------------------------
-BTN_PREV = "◀"
-BTN_NEXT = "▶"
-BTN_CANCEL = "✖ Cancel"
-BTN_WEAKER = "− Weaker"
-BTN_STRONGER = "Stronger +"
-BTN_SAVE_STYLE = "💾 Save style"
-BTN_NEW_STYLE = "🆕 New style"
-BTN_FULL_RES = "⬇ Full resolution"
-BTN_APPLY = "Apply"
-BTN_DELETE = "🗑 Delete"
-
-
 def btn_colors(on: bool) -> str:
-    return f"🎨 Keep colours: {'on' if on else 'off'}"
+    if on:
+        return _("🎨 Keep colours: on")
+    return _("🎨 Keep colours: off")
 
 
 def btn_size(size: int, current: bool) -> str:
-    return f"✓ {size} px" if current else f"{size} px"
+    label = _("{size} px").format(size=size)
+    return f"✓ {label}" if current else label
 
 
 def btn_preset(name: str, own: bool) -> str:

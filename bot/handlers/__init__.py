@@ -8,6 +8,7 @@
 - callbacks: every inline button
 - admin: /stats, /addpreset (unknown-command behaviour for non-admins)
 - errors: the global error handler and the rate-limit gate
+- language: the language of each update (first, group -100) and /language
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from telegram.ext import (
     filters,
 )
 
-from bot.handlers import admin, callbacks, errors, intake, settings_cmds, start, styles
+from bot.handlers import admin, callbacks, errors, intake, language, settings_cmds, start, styles
 
 PICTURES = filters.PHOTO | filters.Document.ALL | filters.Sticker.ALL
 OTHER_MEDIA = (
@@ -42,6 +43,8 @@ OTHER_MEDIA = (
 
 
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
+    # First, for every update: the language everything after it speaks (bot.i18n).
+    application.add_handler(TypeHandler(Update, language.set_update_language), group=-100)
     application.add_handler(TypeHandler(Update, errors.rate_limit_gate), group=-1)
     commands = {
         "start": start.cmd_start,
@@ -56,6 +59,7 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         "size": settings_cmds.cmd_size,
         "status": settings_cmds.cmd_status,
         "cancel": settings_cmds.cmd_cancel,
+        "language": language.cmd_language,
         "stats": admin.cmd_stats,
         "addpreset": admin.cmd_addpreset,
     }

@@ -108,7 +108,7 @@ async def fetch_picture(update: Update, context: Context, message: Message) -> b
     try:
         return await asyncio.to_thread(prepare_picture, raw, _storage_side(services))
     except ImageError as exc:
-        await reply(update, str(exc))
+        await reply(update, texts.image_refused(exc.code, str(exc)))
         return None
 
 

@@ -20,6 +20,7 @@ from telegram import Bot, InlineKeyboardMarkup
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot import keyboards, texts
+from bot.i18n import current_language, use_language
 from bot.jobevents import JobEvent
 from bot.storage import Job
 from bot.telegram_io import safe_edit_text, with_retries
@@ -51,6 +52,8 @@ class _Status:
     flush: asyncio.Task[Any] | None = None
     preview_sent: bool = False
     position: int | None = None
+    language: str = field(default_factory=current_language)
+    """What the owner is spoken to in (the job's `JobMeta.language`)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -107,7 +110,8 @@ class StatusBoard:
     async def on_event(self, event: JobEvent) -> None:
         """The JobManager's callback. Never raises (a failing Telegram call is logged)."""
         try:
-            await self._on_event(event)
+            with use_language(event.job.meta.language):  # outside any update: the owner's
+                await self._on_event(event)
         except Exception:
             log.exception("status update for job %s failed", event.job.id)
 
@@ -275,6 +279,7 @@ class StatusBoard:
                 if position is None or position <= 0 or position == st.position:
                     continue
                 st.position = position
-                await self._show(
-                    st, QUEUED, texts.queued(position), keyboards.cancel_keyboard(job_id)
-                )
+                with use_language(st.language):
+                    await self._show(
+                        st, QUEUED, texts.queued(position), keyboards.cancel_keyboard(job_id)
+                    )
