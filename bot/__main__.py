@@ -1,9 +1,13 @@
-"""`python -m bot` (or the `stylebot` script): check settings and the data dir, then poll."""
+"""`python -m bot` (or the `stylebot` script): check settings and the data dir, then poll
+Telegram for updates, or, when STYLEBOT_WEBHOOK_URL is set, serve python-telegram-bot's webhook
+(Telegram posts updates to it)."""
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
+import re
 import sys
 import tempfile
 from pathlib import Path
@@ -52,10 +56,30 @@ def main() -> int:
     from bot.app import build_application
     from bot.logs import RedactTokenFilter, setup_logging
 
-    setup_logging(settings.log_level, [settings.token])
+    secrets = [settings.webhook_secret]
+    setup_logging(settings.log_level, [settings.token], other_secrets=secrets)
     app = build_application(settings)
     try:
-        app.run_polling(allowed_updates=Update.ALL_TYPES)
+        if settings.webhook_url:
+            logging.getLogger("bot").info(
+                "webhook mode: Telegram posts to %s, served on http://%s:%d/%s",
+                settings.webhook_url,
+                settings.webhook_listen,
+                settings.webhook_port,
+                settings.webhook_path,
+            )
+            app.run_webhook(
+                listen=settings.webhook_listen,
+                port=settings.webhook_port,
+                # PTB routes on a regular expression: the path's "." must match only itself.
+                url_path=re.escape(settings.webhook_path),
+                secret_token=settings.webhook_secret,
+                webhook_url=settings.webhook_url,
+                allowed_updates=Update.ALL_TYPES,
+                drop_pending_updates=False,
+            )
+        else:
+            app.run_polling(allowed_updates=Update.ALL_TYPES)
     except InvalidToken:  # its message quotes the token: never print it
         print(
             "stylebot: Telegram refused TELEGRAM_BOT_TOKEN (unauthorized): "
@@ -64,7 +88,8 @@ def main() -> int:
         )
         return 1
     except Exception as exc:  # start-up failed (database, executor...): one line, no traceback
-        reason = RedactTokenFilter([settings.token]).redact(str(exc) or type(exc).__name__)
+        redact = RedactTokenFilter([settings.token], secrets).redact
+        reason = redact(str(exc) or type(exc).__name__)
         print(f"stylebot: could not start: {reason}", file=sys.stderr)
         return 1
     return 0
