@@ -31,6 +31,7 @@ import json
 import secrets
 import string
 import time
+import urllib.parse
 import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -88,6 +89,14 @@ BAD_CHAT_ACTION = "Bad Request: wrong parameter action in request"
 MEDIA_GROUP_SIZE = "Bad Request: wrong number of media in the album: must be 2-10"
 BOT_COMMAND_INVALID = "Bad Request: BOT_COMMAND_INVALID"
 BOT_COMMAND_DESCRIPTION_INVALID = "Bad Request: BOT_COMMAND_DESCRIPTION_INVALID"
+WEBHOOK_NOT_HTTPS = "Bad Request: bad webhook: An HTTPS URL must be provided for webhook"
+WEBHOOK_BAD_PORT = (
+    "Bad Request: bad webhook: Webhook can be set up only on ports 80, 88, 443 or 8443"
+)
+WEBHOOK_ACTIVE = (
+    "Conflict: can't use getUpdates method while webhook is active; use deleteWebhook to delete "
+    "the webhook first"
+)
 
 CHAT_ACTIONS = frozenset(
     {
@@ -800,26 +809,24 @@ class FakeTelegram:
         self._queries: dict[str, _CallbackQuery] = {}
         self._faults: dict[str, list[_Fault]] = {}
         self._commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
-        # setMyDescription / setMyShortDescription, by (kind, language_code); "" = default
-        self._descriptions: dict[tuple[str, str], str] = {}
         self._chat_actions: dict[int, list[str]] = {}
+        # The setWebhook parameters in force ("url", "secret_token", ...), None: no webhook.
+        self.webhook: dict[str, Any] | None = None
         self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
             name.lower(): handler
             for name, handler in {
                 "getMe": self._get_me,
                 "getUpdates": self._get_updates,
-                "deleteWebhook": self._true,
-                "setWebhook": self._true,
+                "deleteWebhook": self._delete_webhook,
+                "setWebhook": self._set_webhook,
                 "getWebhookInfo": self._get_webhook_info,
                 "close": self._true,
                 "logOut": self._true,
                 "setMyCommands": self._set_my_commands,
                 "getMyCommands": self._get_my_commands,
                 "deleteMyCommands": self._delete_my_commands,
-                "setMyDescription": self._set_my_description,
-                "getMyDescription": self._get_my_description,
-                "setMyShortDescription": self._set_my_short_description,
-                "getMyShortDescription": self._get_my_short_description,
+                "setMyDescription": self._true,
+                "setMyShortDescription": self._true,
                 "setMyName": self._true,
                 "setChatMenuButton": self._true,
                 "sendMessage": self._send_message,
@@ -987,11 +994,6 @@ class FakeTelegram:
         self, scope: dict[str, Any] | None = None, language_code: str = ""
     ) -> list[dict[str, Any]]:
         return list(self._commands.get((_scope_key(scope), language_code), []))
-
-    def my_description(self, language_code: str = "", *, short: bool = False) -> str | None:
-        """What setMyDescription (or, with `short`, setMyShortDescription) set for a
-        language ("" = the default); None if never set."""
-        return self._descriptions.get(("short" if short else "long", language_code))
 
     def file(self, file_id: str) -> StoredFile:
         return self._files[file_id]
@@ -1295,17 +1297,43 @@ class FakeTelegram:
         }
 
     def _get_webhook_info(self, params: dict[str, Any]) -> dict[str, Any]:
-        return {
-            "url": "",
+        info: dict[str, Any] = {
+            "url": (self.webhook or {}).get("url", ""),
             "has_custom_certificate": False,
             "pending_update_count": len(self._updates),
         }
+        if self.webhook and self.webhook.get("allowed_updates"):
+            info["allowed_updates"] = self.webhook["allowed_updates"]
+        return info
+
+    def _set_webhook(self, params: dict[str, Any]) -> bool:
+        """Telegram's checks of the URL; an empty URL removes the webhook. The fake never posts
+        to it (tests post updates themselves) and ignores drop_pending_updates."""
+        url = str(params.get("url") or "")
+        if not url:
+            return self._delete_webhook(params)
+        if not url.startswith("https://"):
+            raise _bad(WEBHOOK_NOT_HTTPS)
+        try:
+            port = urllib.parse.urlsplit(url).port or 443
+        except ValueError:
+            raise _bad(WEBHOOK_BAD_PORT) from None
+        if port not in (80, 88, 443, 8443):
+            raise _bad(WEBHOOK_BAD_PORT)
+        self.webhook = dict(params)
+        return True
+
+    def _delete_webhook(self, params: dict[str, Any]) -> bool:
+        self.webhook = None
+        return True
 
     async def _get_updates(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         offset = params.get("offset") or 0
         limit = min(max(params.get("limit") or 100, 1), 100)
         timeout = min(max(float(params.get("timeout") or 0), 0.0), MAX_POLL_TIMEOUT)
         allowed = params.get("allowed_updates") or None
+        if self.webhook is not None:
+            raise TelegramAPIError(409, WEBHOOK_ACTIVE)
         if offset > 0:
             self._updates = [u for u in self._updates if u["update_id"] >= offset]
         elif offset < 0:
@@ -1349,34 +1377,6 @@ class FakeTelegram:
             {"command": c["command"], "description": c["description"]} for c in commands
         ]
         return True
-
-    def _set_description(self, kind: str, params: dict[str, Any], field: str, limit: int) -> bool:
-        text = params.get(field) or ""
-        if not isinstance(text, str) or len(text) > limit:
-            raise _bad(f"Bad Request: {field} is too long")
-        language = params.get("language_code") or ""
-        if language and not (len(language) == 2 and language.isalpha() and language.islower()):
-            raise _bad("Bad Request: invalid language code specified")
-        if text:
-            self._descriptions[(kind, language)] = text
-        else:  # an empty text removes it
-            self._descriptions.pop((kind, language), None)
-        return True
-
-    def _set_my_description(self, params: dict[str, Any]) -> bool:
-        return self._set_description("long", params, "description", 512)
-
-    def _set_my_short_description(self, params: dict[str, Any]) -> bool:
-        return self._set_description("short", params, "short_description", 120)
-
-    def _get_my_description(self, params: dict[str, Any]) -> dict[str, str]:
-        language = params.get("language_code") or ""
-        return {"description": self.my_description(language) or self.my_description() or ""}
-
-    def _get_my_short_description(self, params: dict[str, Any]) -> dict[str, str]:
-        language = params.get("language_code") or ""
-        short = self.my_description(language, short=True) or self.my_description(short=True)
-        return {"short_description": short or ""}
 
     def _get_my_commands(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         return self.my_commands(params.get("scope"), params.get("language_code") or "")
