@@ -809,6 +809,8 @@ class FakeTelegram:
         self._queries: dict[str, _CallbackQuery] = {}
         self._faults: dict[str, list[_Fault]] = {}
         self._commands: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        # setMyDescription / setMyShortDescription, by (kind, language_code); "" = default
+        self._descriptions: dict[tuple[str, str], str] = {}
         self._chat_actions: dict[int, list[str]] = {}
         # The setWebhook parameters in force ("url", "secret_token", ...), None: no webhook.
         self.webhook: dict[str, Any] | None = None
@@ -825,8 +827,10 @@ class FakeTelegram:
                 "setMyCommands": self._set_my_commands,
                 "getMyCommands": self._get_my_commands,
                 "deleteMyCommands": self._delete_my_commands,
-                "setMyDescription": self._true,
-                "setMyShortDescription": self._true,
+                "setMyDescription": self._set_my_description,
+                "getMyDescription": self._get_my_description,
+                "setMyShortDescription": self._set_my_short_description,
+                "getMyShortDescription": self._get_my_short_description,
                 "setMyName": self._true,
                 "setChatMenuButton": self._true,
                 "sendMessage": self._send_message,
@@ -994,6 +998,11 @@ class FakeTelegram:
         self, scope: dict[str, Any] | None = None, language_code: str = ""
     ) -> list[dict[str, Any]]:
         return list(self._commands.get((_scope_key(scope), language_code), []))
+
+    def my_description(self, language_code: str = "", *, short: bool = False) -> str | None:
+        """What setMyDescription (or, with `short`, setMyShortDescription) set for a
+        language ("" = the default); None if never set."""
+        return self._descriptions.get(("short" if short else "long", language_code))
 
     def file(self, file_id: str) -> StoredFile:
         return self._files[file_id]
@@ -1377,6 +1386,34 @@ class FakeTelegram:
             {"command": c["command"], "description": c["description"]} for c in commands
         ]
         return True
+
+    def _set_description(self, kind: str, params: dict[str, Any], field: str, limit: int) -> bool:
+        text = params.get(field) or ""
+        if not isinstance(text, str) or len(text) > limit:
+            raise _bad(f"Bad Request: {field} is too long")
+        language = params.get("language_code") or ""
+        if language and not (len(language) == 2 and language.isalpha() and language.islower()):
+            raise _bad("Bad Request: invalid language code specified")
+        if text:
+            self._descriptions[(kind, language)] = text
+        else:  # an empty text removes it
+            self._descriptions.pop((kind, language), None)
+        return True
+
+    def _set_my_description(self, params: dict[str, Any]) -> bool:
+        return self._set_description("long", params, "description", 512)
+
+    def _set_my_short_description(self, params: dict[str, Any]) -> bool:
+        return self._set_description("short", params, "short_description", 120)
+
+    def _get_my_description(self, params: dict[str, Any]) -> dict[str, str]:
+        language = params.get("language_code") or ""
+        return {"description": self.my_description(language) or self.my_description() or ""}
+
+    def _get_my_short_description(self, params: dict[str, Any]) -> dict[str, str]:
+        language = params.get("language_code") or ""
+        short = self.my_description(language, short=True) or self.my_description(short=True)
+        return {"short_description": short or ""}
 
     def _get_my_commands(self, params: dict[str, Any]) -> list[dict[str, Any]]:
         return self.my_commands(params.get("scope"), params.get("language_code") or "")
