@@ -324,3 +324,19 @@ async def test_python_m_bot_without_a_url_polls(
         code = await stop_process(proc)
         print(process_log(proc)[-30_000:])  # shown when the test fails
     assert code == 0, process_log(proc)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "STYLEBOT_WEBHOOK_URL",
+        "STYLEBOT_WEBHOOK_LISTEN",
+        "STYLEBOT_WEBHOOK_PORT",
+        "STYLEBOT_WEBHOOK_SECRET",
+    ],
+)
+def test_webhook_variables_are_documented(name: str) -> None:
+    readme = (REPO_DIR / "README.md").read_text()
+    assert f"| `{name}` |" in readme  # the configuration table
+    assert "## Webhook mode" in readme
+    assert f"# {name}=" in (REPO_DIR / ".env.example").read_text()
