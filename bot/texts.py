@@ -235,36 +235,34 @@ def image_refused(code: str, detail: str | None = None) -> str:
     """Why a picture was refused, by the engine's `ImageError.code` (`engine/images.py`);
     `detail` is the engine's own English sentence, shown as it is for a code not known here."""
     if code == "empty_file":
-        return _("The file is empty. Please send a photo.")
+        return _("The file is empty, please send a photo.")
     if code == "not_an_image":
-        return _("That file isn't an image. Please send a photo (JPEG, PNG or WebP).")
+        return _("This file is not an image, please send a photo (JPEG, PNG or WebP).")
     if code == "unsupported_format":
         match = _FORMAT_REFUSED.match(detail or "")
         if match:
             return _(
-                "I can't read {format} pictures. Please send a JPEG, PNG or WebP photo."
+                "{format} images are not supported, please send a JPEG, PNG or WebP photo."
             ).format(format=match.group("vector") or match.group("name"))
-        return _("I can't read this picture format. Please send a JPEG, PNG or WebP photo.")
+        return _("This image format is not supported, please send a JPEG, PNG or WebP photo.")
     if code == "corrupt_image":
-        return _("The file is damaged or incomplete. Please send it again.")
+        return _("The file is damaged or incomplete, please send it again.")
     if code == "image_too_large":
         if detail and "MB" in detail:  # the file, not its pixels
-            return _("The file is too large: at most {limit_mb} MB.").format(
+            return _("The file is too large (maximum {limit_mb} MB).").format(
                 limit_mb=MAX_BYTES // (1024 * 1024)
             )
         return _(
-            "The picture is too large: at most {megapixels} megapixels. Please send a smaller one."
+            "The image is too large (maximum {megapixels} megapixels), please send a smaller one."
         ).format(megapixels=MAX_PIXELS // 1_000_000)
     if code == "image_too_small":
-        return _("The picture is too small: it needs at least {min_side} px on each side.").format(
+        return _("The image is too small (minimum {min_side} px on each side).").format(
             min_side=MIN_SIDE
         )
     if code == "extreme_aspect":
-        return _("The picture is too long and narrow: at most {ratio}:1.").format(
-            ratio=f"{MAX_ASPECT:g}"
-        )
+        return _("The aspect ratio is too extreme (max {ratio}:1).").format(ratio=f"{MAX_ASPECT:g}")
     if code == "bad_image" or not detail:
-        return _("I can't use this picture. Please send another photo.")
+        return _("This picture cannot be used, please send another photo.")
     return detail
 
 
