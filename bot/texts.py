@@ -225,6 +225,20 @@ def file_too_big(limit_mb: int) -> str:
     ).format(limit_mb=limit_mb)
 
 
+IMAGE_REFUSAL_CODES = frozenset(
+    {
+        "bad_image",
+        "empty_file",
+        "not_an_image",
+        "unsupported_format",
+        "corrupt_image",
+        "image_too_large",
+        "image_too_small",
+        "extreme_aspect",
+    }
+)
+"""The `ImageError.code`s of `engine/images.py` that `image_refused` has a sentence for."""
+
 _FORMAT_REFUSED = re.compile(
     r"^(?:Vector images \((?P<vector>\w+)\)|(?P<name>[\w.-]+) (?:images|photos)) "
     r"(?:are|is) not supported"
@@ -548,7 +562,7 @@ def job_failed(code: str | None, detail: str | None = None) -> str:
     engine's `ImageError.code`) the refusal, else the engine's own sentence, else a general one."""
     if code in JOB_FAILURES:
         return failed(_(JOB_FAILURES[code]))
-    if code:
+    if code in IMAGE_REFUSAL_CODES:
         return failed(image_refused(code, detail))
     return failed(detail or _(JOB_FAILURES[FailureCode.FAILED]))
 

@@ -279,6 +279,7 @@ def test_every_engine_refusal_is_translated() -> None:
         "image_too_small",
         "extreme_aspect",
     }
+    assert {e.code for e in refusals} <= texts.IMAGE_REFUSAL_CODES
     for exc in refusals:
         english = texts.image_refused(exc.code, str(exc))
         with use_language("ru"):
@@ -294,6 +295,8 @@ def test_every_engine_refusal_is_translated() -> None:
         assert "HEIC" in heic
         # a code the bot does not know yet: the engine's own sentence rather than nothing
         assert texts.image_refused("new_case", "Brand new refusal.") == "Brand new refusal."
+        assert texts.job_failed("new_case", "Brand new.") == texts.failed("Brand new.")
+        assert texts.job_failed("new_case") == texts.job_failed(FailureCode.FAILED)
 
 
 def test_every_job_failure_is_translated() -> None:
