@@ -477,3 +477,27 @@ async def test_menus_and_descriptions_are_registered_in_every_language(
         assert fake_telegram.my_description("ru", short=True) == russian_constant(
             "BOT_SHORT_DESCRIPTION"
         )
+
+
+async def test_the_gate_and_the_error_handler_speak_the_update_language_too(
+    tmp_path: Path, fake_telegram: FakeTelegram, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group -100 sets the language; the rate-limit gate (group -1) and the error handler run
+    later in the same update, and speak it."""
+    settings = bot_settings(tmp_path, fake_telegram, STYLEBOT_RATE_LIMIT=3)
+
+    def broken(_: Any) -> str:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(texts, "help_text", broken)
+    async with running_bot(settings, executor=QuickExecutor()):
+        user = fake_telegram.user(4001, language_code="ru")
+        await user.send_text("/help")
+        crash = await user.wait_for_message()
+        ref = (crash.text or "").split("(код ")[-1].split(")")[0]
+        assert crash.text == in_russian(texts.internal_error, ref)
+        for _ in range(6):
+            await user.send_text("привет")
+        await user.wait_for_message(lambda v: (v.text or "").startswith("Вы пишете быстрее"))
+        hints = [m.text for m in user.messages()][1:]
+        assert hints.count(russian_constant("TEXT_HINT")) == 2
