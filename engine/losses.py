@@ -19,8 +19,23 @@ def gram_matrix(features: Tensor) -> Tensor:
     """[1, H, W, C] or [H, W, C] features → [C, C] Gram matrix divided by H·W."""
     channels = tf.shape(features)[-1]
     flat = tf.reshape(features, [-1, channels])
+    return _gram(flat)
+
+
+@tf.custom_gradient  # type: ignore[untyped-decorator]
+def _gram(flat: Tensor) -> tuple[Tensor, Any]:
+    """FᵀF / N for [N, C] features, with a one-matmul gradient.
+
+    Automatic differentiation of FᵀF runs two [N, C]×[C, C] products (one per operand) and
+    adds them; since FᵀF is symmetric, d/dF of ⟨U, FᵀF⟩ is F·(U + Uᵀ): one product.
+    """
     positions = tf.cast(tf.shape(flat)[0], flat.dtype)
-    return tf.matmul(flat, flat, transpose_a=True) / positions
+    gram = tf.matmul(flat, flat, transpose_a=True) / positions
+
+    def gradient(upstream: Tensor) -> Tensor:
+        return tf.matmul(flat, (upstream + tf.transpose(upstream)) / positions)
+
+    return gram, gradient
 
 
 def style_loss(

@@ -87,6 +87,9 @@ class StyleParams:
     """Optimizer steps per scale, coarsest first; None takes the optimizer's defaults."""
     learning_rate: float = 5.0
     """Adam only (the reference recipe's lr)."""
+    target_loss: float | None = None
+    """L-BFGS only: end the final scale as soon as its loss reaches this value (None: run
+    every step). Losses are on the weighted objective, as `Result.losses["total"]` reports."""
     min_scale_side: int = 64
     coarse_content_boost: float = 3.0
     """Content weight multiplier on every scale but the last (the last is exact)."""
@@ -183,6 +186,10 @@ class StyleParams:
             "steps must be non-negative numbers",
         )
         need(self.learning_rate > 0, "learning rate must be > 0")
+        need(
+            self.target_loss is None or self.target_loss >= 0,
+            "target loss must be ≥ 0",
+        )
         need(
             32 <= self.min_scale_side <= self.size,
             "min scale side must be 32 px or more, up to size",

@@ -190,9 +190,11 @@ def _optimise_scale(
             evaluate, start, scale.steps, learning_rate=params.learning_rate,
             on_step=reporter.step, should_cancel=should_cancel,
         )  # fmt: skip
+    last = scale.index == scale.count - 1
     return run_lbfgs(
-        evaluate, start, scale.steps, on_step=reporter.step, should_cancel=should_cancel
-    )
+        evaluate, start, scale.steps, on_step=reporter.step, should_cancel=should_cancel,
+        target_loss=params.target_loss if last else None,
+    )  # fmt: skip
 
 
 def _starting_picture(

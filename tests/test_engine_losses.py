@@ -53,3 +53,23 @@ def test_losses_match_the_reference_formulas_on_random_features() -> None:
     np.testing.assert_allclose(
         losses.gram_matrix(tf.constant(features)).numpy(), expected, rtol=1e-5
     )
+
+
+def test_gram_gradient_matches_automatic_differentiation() -> None:
+    rng = np.random.default_rng(1)
+    features = tf.constant(rng.standard_normal((1, 4, 5, 3)).astype("float32"))
+    upstream = tf.constant(rng.standard_normal((3, 3)).astype("float32"))
+
+    def plain(f):  # type: ignore[no-untyped-def]
+        flat = tf.reshape(f, [-1, 3])
+        return tf.matmul(flat, flat, transpose_a=True) / 20.0
+
+    for fn in (losses.gram_matrix, plain):
+        with tf.GradientTape() as tape:
+            tape.watch(features)
+            value = tf.reduce_sum(fn(features) * upstream)
+        if fn is plain:
+            expected = tape.gradient(value, features).numpy()
+        else:
+            got = tape.gradient(value, features).numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)

@@ -56,6 +56,7 @@ def test_explicit_style_weight_overrides_strength() -> None:
         {"steps": (-1,)},
         {"content_weight": -1.0},
         {"style_blend": (0.0, 0.0)},
+        {"target_loss": -1.0},
     ],
 )
 def test_bad_values_are_refused_with_a_message(changes: dict[str, object]) -> None:
@@ -65,7 +66,9 @@ def test_bad_values_are_refused_with_a_message(changes: dict[str, object]) -> No
 
 
 def test_dict_round_trip_and_unknown_keys() -> None:
-    params = StyleParams(size=128, steps=(5, 3), style_blend=(1.0, 2.0), preserve_colors=True)
+    params = StyleParams(
+        size=128, steps=(5, 3), style_blend=(1.0, 2.0), preserve_colors=True, target_loss=6e4
+    )
     assert StyleParams.from_dict(params.to_dict()) == params
     with pytest.raises(ParamsError, match="unknown"):
         StyleParams.from_dict({"sise": 3})

@@ -1,0 +1,127 @@
+"""The optimisers on cheap NumPy problems: bounds, budgets, early stop, cancellation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from engine.errors import Cancelled
+from engine.objective import LossParts
+from engine.optimize import LbfgsSettings, run_adam, run_lbfgs
+
+
+class Quadratic:
+    """Σ scale·(x − centre)², ill-conditioned, with its minimum partly outside [0, 255]."""
+
+    def __init__(self, shape: tuple[int, ...] = (6, 5, 3), seed: int = 0) -> None:
+        rng = np.random.default_rng(seed)
+        self.scale = rng.uniform(0.5, 50.0, shape).astype(np.float32)
+        self.centre = rng.uniform(-60.0, 320.0, shape).astype(np.float32)
+        self.calls = 0
+
+    def __call__(self, image: np.ndarray) -> tuple[LossParts, np.ndarray]:
+        self.calls += 1
+        d = image - self.centre
+        value = float(np.sum(self.scale * d * d))
+        return LossParts(value, value, 0.0, 0.0), (2.0 * self.scale * d).astype(np.float32)
+
+    @property
+    def solution(self) -> np.ndarray:
+        return np.clip(self.centre, 0.0, 255.0)
+
+
+def test_lbfgs_finds_the_minimum_inside_the_box() -> None:
+    problem = Quadratic()
+    start = np.full(problem.centre.shape, 128.0, np.float32)
+    best = run_lbfgs(problem, start, 200)
+    assert best.image.min() >= 0.0 and best.image.max() <= 255.0
+    # float32: the loss (~1e6) resolves pixel errors down to a few hundredths.
+    optimum, _ = Quadratic()(problem.solution)
+    assert best.parts.total <= optimum.total * (1 + 1e-6)
+    np.testing.assert_allclose(best.image, problem.solution, atol=0.2)
+    assert best.image.dtype == np.float32 and best.image.shape == start.shape
+
+
+def test_lbfgs_never_evaluates_more_than_its_budget() -> None:
+    for steps in (1, 2, 7, 30):
+        problem = Quadratic(seed=steps)
+        run_lbfgs(problem, np.full(problem.centre.shape, 128.0, np.float32), steps)
+        assert problem.calls == steps
+
+
+def test_lbfgs_stops_when_the_target_loss_is_reached() -> None:
+    problem = Quadratic()
+    start = np.full(problem.centre.shape, 128.0, np.float32)
+    full = run_lbfgs(Quadratic(), start, 200)
+    first, _ = Quadratic()(start)
+    target = first.total * 0.5
+    best = run_lbfgs(problem, start, 200, target_loss=target)
+    assert best.parts.total <= target
+    assert problem.calls < 200 and best.parts.total > full.parts.total
+
+
+def test_lbfgs_reports_every_step_and_keeps_the_best() -> None:
+    problem = Quadratic()
+    seen: list[tuple[int, float]] = []
+    best = run_lbfgs(
+        problem,
+        np.full(problem.centre.shape, 128.0, np.float32),
+        25,
+        on_step=lambda done, parts, image: seen.append((done, parts.total)),
+    )
+    assert [done for done, _ in seen] == list(range(1, 26))
+    assert best.parts.total == min(total for _, total in seen)
+
+
+def test_lbfgs_is_cancelled_before_the_next_evaluation() -> None:
+    problem = Quadratic()
+    checks = 0
+
+    def should_cancel() -> bool:
+        nonlocal checks
+        checks += 1
+        return checks > 4
+
+    with pytest.raises(Cancelled):
+        run_lbfgs(
+            problem, np.full(problem.centre.shape, 128.0, np.float32), 50, None, should_cancel
+        )
+    assert problem.calls == 4
+
+
+def test_lbfgs_history_and_first_step_are_settings() -> None:
+    start = np.full((6, 5, 3), 128.0, np.float32)
+    for settings in (LbfgsSettings(history=1), LbfgsSettings(history=50, first_step=100.0)):
+        best = run_lbfgs(Quadratic(), start, 300, settings=settings)
+        np.testing.assert_allclose(best.image, Quadratic().solution, atol=0.5)
+
+
+def test_zero_steps_evaluates_the_start_once() -> None:
+    problem = Quadratic()
+    start = np.full(problem.centre.shape, 128.0, np.float32)
+    for run in (run_lbfgs, run_adam):
+        best = run(problem, start, 0)
+        np.testing.assert_array_equal(best.image, start)
+
+
+def test_a_job_with_a_target_loss_ends_its_final_scale_early() -> None:
+    pytest.importorskip("tensorflow")
+    from engine.api import Progress, stylize
+    from engine.params import StyleParams
+    from tests.conftest import RANDOM_WEIGHTS
+    from tests.engine_helpers import synthetic_photo, synthetic_style
+
+    weights = str(RANDOM_WEIGHTS) if RANDOM_WEIGHTS.exists() else "random"
+    params = StyleParams(size=64, steps=(20,), min_scale_side=32)
+    full = stylize(synthetic_photo(), [synthetic_style()], params, weights=weights)
+    reports: list[Progress] = []
+    target = full.losses["total"] * 3
+    early = stylize(
+        synthetic_photo(),
+        [synthetic_style()],
+        params.replace(target_loss=target),
+        on_progress=reports.append,
+        weights=weights,
+    )
+    assert early.losses["total"] <= target
+    assert max(r.step for r in reports) < 20
