@@ -71,4 +71,4 @@ bench: $(STAMP_DEV)
 	$(BIN)/python benchmarks/bench_engine.py $(ARGS)
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache *.egg-info $(MO_FILES)
