@@ -31,6 +31,10 @@ class JobMeta:
     """The message that shows the job's progress."""
     result_msg: int | None = None
     """The message that carries the painting."""
+    language: str = "en"
+    """The language the job's owner is spoken to in (`bot.i18n`)."""
+    reply_to: int | None = None
+    """The owner's message the job answers (their photo): status and painting reply to it."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(encode(self))

@@ -26,6 +26,7 @@ import asyncio
 import enum
 import json
 import os
+import re
 import sqlite3
 import time
 import unicodedata
@@ -61,6 +62,7 @@ __all__ = [
     "JobNotFound",
     "JobStateError",
     "NotFound",
+    "PendingPicture",
     "Preset",
     "PresetNotFound",
     "SchemaTooNew",
@@ -83,6 +85,7 @@ MAX_PENDING_BYTES: Final = 20 * 1024 * 1024
 PRESET_NAME_MAX: Final = 32
 DEFAULT_BUSY_TIMEOUT_MS: Final = 5000
 
+_LANGUAGE: Final = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,4})?$")
 PendingKind = Literal["content", "style"]
 PENDING_KINDS: Final[tuple[str, ...]] = ("content", "style")
 JOB_STATES: Final[tuple[JobState, ...]] = tuple(JobState)
@@ -157,6 +160,26 @@ MIGRATIONS: Final[tuple[str, ...]] = (
         SELECT id, owner_id, name, name_key, title, artist, year, licence, source_url,
                created_at
         FROM presets;
+    """,
+    # 2 -> 3: a waiting picture belongs to a person in a chat (in a group, one member's photo
+    # must not become another's style), and a user may choose the bot's language. Old rows
+    # were keyed by chat: in a private chat that id is the user's own.
+    """
+    CREATE TABLE pending_by_user (
+        chat_id    INTEGER NOT NULL,
+        user_id    INTEGER NOT NULL,
+        kind       TEXT    NOT NULL CHECK (kind IN ('content', 'style')),
+        data       BLOB    NOT NULL CHECK (typeof(data) = 'blob'),
+        message_id INTEGER,
+        updated_at REAL    NOT NULL,
+        PRIMARY KEY (chat_id, user_id, kind)
+    );
+    INSERT INTO pending_by_user (chat_id, user_id, kind, data, updated_at)
+        SELECT chat_id, chat_id, kind, data, updated_at FROM pending;
+    DROP TABLE pending;
+    ALTER TABLE pending_by_user RENAME TO pending;
+    ALTER TABLE users ADD COLUMN language TEXT
+        CHECK (language IS NULL OR length(language) BETWEEN 2 AND 8);
     """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
@@ -251,6 +274,8 @@ class User:
     active_preset_id: int | None = None
     created_at: float = 0.0
     updated_at: float = 0.0
+    language: str | None = None
+    """Chosen with /language; None follows the user's Telegram language."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +317,15 @@ class Job:
     @property
     def finished(self) -> bool:
         return self.state in FINISHED_STATES
+
+
+@dataclass(frozen=True)
+class PendingPicture:
+    """A picture someone sent that waits for its other half (a photo for a style, or back)."""
+
+    data: bytes
+    message_id: int | None = None
+    """The message that brought it (the painting replies to it)."""
 
 
 class _Unset(enum.Enum):
@@ -722,11 +756,13 @@ class Storage:
         preserve_colors: bool | None = None,
         size: int | _Unset | None = UNSET,
         active_preset_id: int | _Unset | None = UNSET,
+        language: str | _Unset | None = UNSET,
     ) -> User:
         """Change the given settings only; returns the user as stored.
 
-        `strength`/`preserve_colors`: None leaves them as they are. `size` and
-        `active_preset_id`: leave out to keep, None to reset (default size / no preset).
+        `strength`/`preserve_colors`: None leaves them as they are. `size`,
+        `active_preset_id` and `language`: leave out to keep, None to reset (default size / no
+        preset / Telegram's language).
         The active preset must be the user's own or a global one (else `PresetNotFound`).
         Raises `UserNotFound`, `InvalidValue`.
         """
@@ -738,6 +774,8 @@ class Storage:
             _check_int(size, "size", 1)
         if active_preset_id is not None and active_preset_id is not UNSET:
             _check_int(active_preset_id, "active_preset_id", 1)
+        if language is not None and language is not UNSET and not _LANGUAGE.match(language):
+            raise InvalidValue(f"language must be a code such as en or pt-br, not {language!r}")
         now = self._clock()
         async with self._tx() as db:
             row = await self._one(db, _SELECT_USER, (user_id,))
@@ -746,6 +784,7 @@ class Storage:
             current = _user(row)
             new_size = current.size if size is UNSET else size
             new_active = current.active_preset_id if active_preset_id is UNSET else active_preset_id
+            new_language = current.language if language is UNSET else language
             if active_preset_id is not UNSET and active_preset_id is not None:
                 visible = await self._one(
                     db,
@@ -756,12 +795,13 @@ class Storage:
                     raise PresetNotFound(f"no preset {active_preset_id} for this user")
             await db.execute(
                 "UPDATE users SET strength = ?, preserve_colors = ?, size = ?, "
-                "active_preset_id = ?, updated_at = ? WHERE user_id = ?",
+                "active_preset_id = ?, language = ?, updated_at = ? WHERE user_id = ?",
                 (
                     current.strength if strength is None else strength,
                     int(current.preserve_colors if preserve_colors is None else preserve_colors),
                     new_size,
                     new_active,
+                    new_language,
                     now,
                     user_id,
                 ),
@@ -923,8 +963,11 @@ class Storage:
 
     # -- pending pictures -------------------------------------------------------------------
 
-    async def set_pending(self, chat_id: int, kind: str, data: bytes) -> None:
-        """Remember the chat's latest content or style picture (replaces the previous one)."""
+    async def set_pending(
+        self, chat_id: int, user_id: int, kind: str, data: bytes, message_id: int | None = None
+    ) -> None:
+        """Remember a person's latest content or style picture in a chat (replaces the
+        previous one), with the id of the message that brought it."""
         _check_kind(kind)
         if not isinstance(data, bytes | bytearray | memoryview):
             raise InvalidValue("a pending picture must be bytes")
@@ -934,28 +977,32 @@ class Storage:
         now = self._clock()
         async with self._tx() as db:
             await db.execute(
-                "INSERT INTO pending (chat_id, kind, data, updated_at) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT (chat_id, kind) DO UPDATE SET "
-                "data = excluded.data, updated_at = excluded.updated_at",
-                (chat_id, kind, blob, now),
+                "INSERT INTO pending (chat_id, user_id, kind, data, message_id, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (chat_id, user_id, kind) DO UPDATE SET "
+                "data = excluded.data, message_id = excluded.message_id, "
+                "updated_at = excluded.updated_at",
+                (chat_id, user_id, kind, blob, message_id, now),
             )
 
-    async def get_pending(self, chat_id: int, kind: str) -> bytes | None:
+    async def get_pending(self, chat_id: int, user_id: int, kind: str) -> PendingPicture | None:
         _check_kind(kind)
         async with self._read() as db:
             row = await self._one(
-                db, "SELECT data FROM pending WHERE chat_id = ? AND kind = ?", (chat_id, kind)
+                db,
+                "SELECT data, message_id FROM pending "
+                "WHERE chat_id = ? AND user_id = ? AND kind = ?",
+                (chat_id, user_id, kind),
             )
-        return bytes(row[0]) if row is not None else None
+        return PendingPicture(bytes(row[0]), row[1]) if row is not None else None
 
-    async def clear_pending(self, chat_id: int, kind: str | None = None) -> int:
+    async def clear_pending(self, chat_id: int, user_id: int, kind: str | None = None) -> int:
         """Forget one kind (or both when `kind` is None); returns how many were removed."""
         if kind is not None:
             _check_kind(kind)
         async with self._tx() as db:
             cursor = await db.execute(
-                "DELETE FROM pending WHERE chat_id = ? AND (? IS NULL OR kind = ?)",
-                (chat_id, kind, kind),
+                "DELETE FROM pending WHERE chat_id = ? AND user_id = ? AND (? IS NULL OR kind = ?)",
+                (chat_id, user_id, kind, kind),
             )
             deleted = cursor.rowcount
             await cursor.close()

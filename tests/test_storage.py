@@ -31,6 +31,7 @@ from bot.storage import (
     InvalidValue,
     JobNotFound,
     JobStateError,
+    PendingPicture,
     PresetNotFound,
     SchemaTooNew,
     Storage,
@@ -552,38 +553,74 @@ def test_preset_names_either_refused_or_round_trip(
 
 async def test_pending_survives_restart(db_path: Path, clock: Clock) -> None:
     async with Storage(db_path, clock=clock) as storage:
-        assert await storage.get_pending(5, "content") is None
-        await storage.set_pending(5, "content", b"photo-1")
-        await storage.set_pending(5, "content", b"photo-2")  # replaces
-        await storage.set_pending(5, "style", b"style-1")
-        await storage.set_pending(6, "style", b"other chat")
+        assert await storage.get_pending(5, 5, "content") is None
+        await storage.set_pending(5, 5, "content", b"photo-1", 10)
+        await storage.set_pending(5, 5, "content", b"photo-2", 11)  # replaces
+        await storage.set_pending(5, 5, "style", b"style-1")
+        await storage.set_pending(6, 6, "style", b"other chat")
     async with Storage(db_path, clock=clock) as storage:  # "restart"
-        assert await storage.get_pending(5, "content") == b"photo-2"
-        assert await storage.get_pending(5, "style") == b"style-1"
-        assert await storage.clear_pending(5, "style") == 1
-        assert await storage.get_pending(5, "style") is None
-        assert await storage.get_pending(5, "content") == b"photo-2"
-        await storage.set_pending(5, "style", b"style-2")
-        assert await storage.clear_pending(5) == 2
-        assert await storage.get_pending(5, "content") is None
-        assert await storage.get_pending(6, "style") == b"other chat"
+        assert await storage.get_pending(5, 5, "content") == PendingPicture(b"photo-2", 11)
+        assert await storage.get_pending(5, 5, "style") == PendingPicture(b"style-1", None)
+        assert await storage.clear_pending(5, 5, "style") == 1
+        assert await storage.get_pending(5, 5, "style") is None
+        assert await storage.get_pending(5, 5, "content") == PendingPicture(b"photo-2", 11)
+        await storage.set_pending(5, 5, "style", b"style-2")
+        assert await storage.clear_pending(5, 5) == 2
+        assert await storage.get_pending(5, 5, "content") is None
+        assert await storage.get_pending(6, 6, "style") == PendingPicture(b"other chat")
         with pytest.raises(InvalidValue):
-            await storage.set_pending(5, "init", b"x")
+            await storage.set_pending(5, 5, "init", b"x")
         with pytest.raises(InvalidValue):
-            await storage.get_pending(5, "'; --")
+            await storage.get_pending(5, 5, "'; --")
         clock.now += 3 * 86400
-        await storage.set_pending(7, "content", b"fresh")
+        await storage.set_pending(7, 7, "content", b"fresh")
         assert await storage.prune_pending(older_than_days=2) == 1
-        assert await storage.get_pending(6, "style") is None
-        assert await storage.get_pending(7, "content") == b"fresh"
+        assert await storage.get_pending(6, 6, "style") is None
+        assert await storage.get_pending(7, 7, "content") == PendingPicture(b"fresh")
+
+
+async def test_pending_pictures_belong_to_a_person_in_a_chat(store: Storage) -> None:
+    group = -100123
+    await store.set_pending(group, 1, "content", b"ada's photo", 5)
+    await store.set_pending(group, 2, "content", b"bob's photo", 6)
+    await store.set_pending(1, 1, "content", b"ada's private photo", 7)
+    assert await store.get_pending(group, 1, "content") == PendingPicture(b"ada's photo", 5)
+    assert await store.get_pending(group, 2, "content") == PendingPicture(b"bob's photo", 6)
+    assert await store.clear_pending(group, 1) == 1
+    assert await store.get_pending(group, 2, "content") is not None
+    assert await store.get_pending(1, 1, "content") is not None
+
+
+async def test_migration_3_keeps_private_pending_pictures(db_path: Path) -> None:
+    """A database of schema 2 (pending keyed by chat) opens with its waiting photos kept."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path)
+    for script in storage_module.MIGRATIONS[:2]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute(
+        "INSERT INTO pending (chat_id, kind, data, updated_at) VALUES (42, 'content', ?, 1.0)",
+        (b"old photo",),
+    )
+    conn.commit()
+    conn.close()
+    async with Storage(db_path) as storage:
+        assert await storage.get_pending(42, 42, "content") == PendingPicture(b"old photo")
+        user = await storage.ensure_user(42, 42, "Old")
+        assert user.language is None
+        user = await storage.update_user_settings(42, language="ru")
+        assert user.language == "ru"
+        with pytest.raises(InvalidValue):
+            await storage.update_user_settings(42, language="russian; --")
+        assert (await storage.update_user_settings(42, language=None)).language is None
 
 
 async def test_pending_size_limit(tmp_path: Path) -> None:
     async with Storage(tmp_path / "p.db", max_pending_bytes=4) as storage:
-        await storage.set_pending(1, "content", b"1234")
+        await storage.set_pending(1, 1, "content", b"1234")
         with pytest.raises(ImageTooLarge):
-            await storage.set_pending(1, "content", b"12345")
-        assert await storage.get_pending(1, "content") == b"1234"
+            await storage.set_pending(1, 1, "content", b"12345")
+        assert await storage.get_pending(1, 1, "content") == PendingPicture(b"1234")
 
 
 # --- jobs --------------------------------------------------------------------------------------
@@ -900,7 +937,7 @@ async def test_cancelled_calls_leave_no_open_transaction(store: Storage) -> None
 async def test_many_coroutines_interleave_safely(store: Storage) -> None:
     async def user_session(uid: int) -> None:
         await store.ensure_user(uid, uid, f"u{uid}")
-        await store.set_pending(uid, "content", bytes([uid]) * 100)
+        await store.set_pending(uid, uid, "content", bytes([uid]) * 100)
         preset = await store.add_preset(uid, "mine", bytes([uid]) * 50)
         await store.update_user_settings(uid, strength=uid % 5 + 1, active_preset_id=preset.id)
         await store.create_job(f"job-{uid}", uid, uid, StyleParams(seed=uid))
@@ -914,4 +951,4 @@ async def test_many_coroutines_interleave_safely(store: Storage) -> None:
     for uid in (1, 17, 40):
         user = await store.get_user(uid)
         assert user is not None and user.strength == uid % 5 + 1
-        assert await store.get_pending(uid, "content") == bytes([uid]) * 100
+        assert await store.get_pending(uid, uid, "content") == PendingPicture(bytes([uid]) * 100)
