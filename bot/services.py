@@ -48,7 +48,7 @@ class Services:
     executor: Executor | None = None
     _storage: Storage | None = None
     _jobs: JobManager | None = None
-    chat_locks: dict[int, asyncio.Lock] = field(default_factory=dict)
+    person_locks: dict[tuple[int, int], asyncio.Lock] = field(default_factory=dict)
     albums: dict[str, Any] = field(default_factory=dict)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     preset_commands: list[str] = field(default_factory=list)
@@ -65,14 +65,16 @@ class Services:
             raise NotStarted("the job manager is not running")
         return self._jobs
 
-    def chat_lock(self, chat_id: int) -> asyncio.Lock:
-        """Serialises the intake of one chat (so an album's pictures keep their order)."""
-        lock = self.chat_locks.get(chat_id)
+    def person_lock(self, chat_id: int, user_id: int) -> asyncio.Lock:
+        """Serialises the intake of one person in one chat (an album's pictures keep their
+        order; in a group, members do not wait for each other)."""
+        key = (chat_id, user_id)
+        lock = self.person_locks.get(key)
         if lock is None:
-            if len(self.chat_locks) > 10_000:  # forget idle locks now and then
-                for key in [k for k, v in self.chat_locks.items() if not v.locked()]:
-                    del self.chat_locks[key]
-            lock = self.chat_locks[chat_id] = asyncio.Lock()
+            if len(self.person_locks) > 10_000:  # forget idle locks now and then
+                for old in [k for k, v in self.person_locks.items() if not v.locked()]:
+                    del self.person_locks[old]
+            lock = self.person_locks[key] = asyncio.Lock()
         return lock
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str = "stylebot") -> asyncio.Task[Any]:

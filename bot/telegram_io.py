@@ -14,7 +14,7 @@ import random
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from telegram import Bot, Message, Update
+from telegram import Bot, Chat, Message, ReplyParameters, Update
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TimedOut
 
 log = logging.getLogger(__name__)
@@ -45,9 +45,22 @@ async def with_retries(
     raise AssertionError("unreachable")
 
 
-async def send_text(bot: Bot, chat_id: int, text: str, **kwargs: Any) -> Message:
+def replying_to(message_id: int | None) -> ReplyParameters | None:
+    """Reply parameters for `message_id`; the message may have been deleted meanwhile."""
+    if message_id is None:
+        return None
+    return ReplyParameters(message_id=message_id, allow_sending_without_reply=True)
+
+
+async def send_text(
+    bot: Bot, chat_id: int, text: str, *, reply_to: int | None = None, **kwargs: Any
+) -> Message:
+    """Send `text`, as a reply to the message `reply_to` when given."""
     return await with_retries(
-        lambda: bot.send_message(chat_id=chat_id, text=text, **kwargs), what="send"
+        lambda: bot.send_message(
+            chat_id=chat_id, text=text, reply_parameters=replying_to(reply_to), **kwargs
+        ),
+        what="send",
     )
 
 
@@ -74,12 +87,22 @@ async def safe_edit_text(
 
 
 async def reply(update: Update, text: str, **kwargs: Any) -> Message | None:
-    """Answer the update's message in its chat (no quoting), with retries."""
+    """Answer the update's message in its chat, with retries. In a group the answer replies to
+    the person's message, so that everyone sees whom it is for; in a private chat it does not
+    quote."""
     chat = update.effective_chat
     if chat is None:
         return None
+    message = update.effective_message
+    quote = message is not None and chat.type != Chat.PRIVATE and update.callback_query is None
     try:
-        return await send_text(update.get_bot(), chat.id, text, **kwargs)
+        return await send_text(
+            update.get_bot(),
+            chat.id,
+            text,
+            reply_to=message.message_id if quote and message is not None else None,
+            **kwargs,
+        )
     except Forbidden:
         return None
 

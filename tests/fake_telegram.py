@@ -614,13 +614,14 @@ class FakeUser:
         caption: str | None = None,
         *,
         media_group_id: str | None = None,
+        reply_to: int | None = None,
     ) -> dict[str, Any]:
         sizes = self.fake._store_photo(image_bytes, for_user=True)
         content: dict[str, Any] = {"photo": sizes}
         if media_group_id is not None:
             content["media_group_id"] = media_group_id
         _add_caption(content, caption)
-        return self.fake._user_message(self, content)
+        return self.fake._user_message(self, content, reply_to=reply_to)
 
     async def send_document(
         self,
@@ -729,6 +730,78 @@ class FakeUser:
         return await self.fake.wait_for_message(self.chat_id, predicate, timeout)
 
 
+class FakeGroup:
+    """A supergroup with the bot in it. `member(user)` is that user writing in the group."""
+
+    def __init__(self, fake: FakeTelegram, group_id: int, title: str) -> None:
+        self.fake = fake
+        self.id = group_id
+        self.title = title
+        self.blocked = False  # the bot was removed from the group: sends fail with 403
+
+    @property
+    def chat_id(self) -> int:
+        return self.id
+
+    def chat_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "type": "supergroup", "title": self.title}
+
+    def member(self, user: FakeUser) -> GroupMember:
+        return GroupMember(self, user)
+
+    def messages(self) -> list[BotMessage]:
+        return self.fake.messages(self.id)
+
+
+class GroupMember(FakeUser):
+    """A user writing in a group: what they send lands in the group's chat."""
+
+    def __init__(self, group: FakeGroup, user: FakeUser) -> None:
+        super().__init__(
+            user.fake,
+            user.id,
+            user.first_name,
+            last_name=user.last_name,
+            username=user.username,
+            language_code=user.language_code,
+        )
+        self.group = group
+
+    @property
+    def chat_id(self) -> int:
+        return self.group.id
+
+    def chat_dict(self) -> dict[str, Any]:
+        return self.group.chat_dict()
+
+    async def wait_for_reply(
+        self,
+        to: int,
+        predicate: Callable[[MessageVersion], bool] | None = None,
+        timeout: float = 60.0,  # noqa: ASYNC109
+    ) -> MessageVersion:
+        """A version of a bot message in the group that replies to message `to` and matches
+        `predicate` (earlier messages included: members share the group's chat)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            for message in self.fake.messages(self.chat_id):
+                if message.versions[0].reply_to_message_id != to:
+                    continue
+                for version in message.versions:
+                    if predicate is None or predicate(version):
+                        return version
+            if loop.time() > deadline:
+                raise AssertionError(f"no bot reply to message {to} in {timeout:g} s")
+            await asyncio.sleep(0.02)
+
+    def replies_to(self, to: int) -> list[BotMessage]:
+        """The bot's messages in the group that reply to message `to`."""
+        return [
+            m for m in self.fake.messages(self.chat_id) if m.versions[0].reply_to_message_id == to
+        ]
+
+
 def _command_entities(text: str | None) -> list[dict[str, Any]]:
     if not text or not text.startswith("/") or len(text) < 2:
         return []
@@ -796,7 +869,7 @@ class FakeTelegram:
         self._next_update_id = 100_000_001
         self._updates: list[dict[str, Any]] = []
         self._poller: _Poller | None = None
-        self._users: dict[int, FakeUser] = {}
+        self._users: dict[int, FakeUser | FakeGroup] = {}  # chats by id
         self._next_message_id: dict[int, int] = {}
         self._user_messages: dict[tuple[int, int], dict[str, Any]] = {}
         self._messages: dict[tuple[int, int], BotMessage] = {}
@@ -899,7 +972,33 @@ class FakeTelegram:
         """The user with this id (created on first use; chat id == user id)."""
         if user_id not in self._users:
             self._users[user_id] = FakeUser(self, user_id, first_name, **kwargs)
-        return self._users[user_id]
+        user = self._users[user_id]
+        assert isinstance(user, FakeUser)
+        return user
+
+    def add_bot_to_group(self, group: FakeGroup, by: FakeUser | None = None) -> dict[str, Any]:
+        """A member adds the bot to `group`: a `my_chat_member` update, left → member."""
+        adder = by or self.user(1, "Admin")
+        return self._enqueue(
+            "my_chat_member",
+            {
+                "chat": group.chat_dict(),
+                "from": adder.as_dict(),
+                "date": int(time.time()),
+                "old_chat_member": {"status": "left", "user": self.bot_user()},
+                "new_chat_member": {"status": "member", "user": self.bot_user()},
+            },
+        )
+
+    def group(self, group_id: int = -1001234567890, title: str = "Painters") -> FakeGroup:
+        """A supergroup the bot is a member of (created on first use; ids are negative)."""
+        if group_id >= 0:
+            raise ValueError("group chat ids are negative")
+        if group_id not in self._users:
+            self._users[group_id] = FakeGroup(self, group_id, title)
+        chat = self._users[group_id]
+        assert isinstance(chat, FakeGroup)
+        return chat
 
     def messages(self, chat_id: int, *, include_deleted: bool = False) -> list[BotMessage]:
         """Every message the bot sent to the chat, oldest first."""
@@ -1423,7 +1522,7 @@ class FakeTelegram:
         self._commands.pop(key, None)
         return True
 
-    def _chat(self, params: dict[str, Any]) -> FakeUser:
+    def _chat(self, params: dict[str, Any]) -> FakeUser | FakeGroup:
         raw = params.get("chat_id")
         try:
             chat_id = int(raw)  # type: ignore[arg-type]

@@ -522,7 +522,7 @@ class Victim:
             user.active_preset_id if user else None,
             [(p.id, p.name) for p in presets],
             [(j.id, j.state) for j in jobs],
-            await storage.get_pending(self.user.chat_id, "content"),
+            await storage.get_pending(self.user.chat_id, self.user.id, "content"),
             len(self.user.messages()),
         )
 

@@ -19,13 +19,24 @@ from telegram import Update
 from telegram.ext import (
     Application,
     CallbackQueryHandler,
+    ChatMemberHandler,
     CommandHandler,
     MessageHandler,
     TypeHandler,
     filters,
 )
 
-from bot.handlers import admin, callbacks, errors, intake, language, settings_cmds, start, styles
+from bot.handlers import (
+    admin,
+    callbacks,
+    errors,
+    groups,
+    intake,
+    language,
+    settings_cmds,
+    start,
+    styles,
+)
 
 PICTURES = filters.PHOTO | filters.Document.ALL | filters.Sticker.ALL
 OTHER_MEDIA = (
@@ -45,6 +56,8 @@ OTHER_MEDIA = (
 def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     # First, for every update: the language everything after it speaks (bot.i18n).
     application.add_handler(TypeHandler(Update, language.set_update_language), group=-100)
+    # In groups, what is not meant for this bot stops here, before it counts against a limit.
+    application.add_handler(TypeHandler(Update, groups.group_gate), group=-50)
     application.add_handler(TypeHandler(Update, errors.rate_limit_gate), group=-1)
     commands = {
         "start": start.cmd_start,
@@ -72,4 +85,7 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
     application.add_handler(MessageHandler(new & PICTURES, intake.on_picture))
     application.add_handler(MessageHandler(new & filters.TEXT, intake.on_text))
     application.add_handler(CallbackQueryHandler(callbacks.on_callback))
+    application.add_handler(
+        ChatMemberHandler(start.on_added_to_group, ChatMemberHandler.MY_CHAT_MEMBER)
+    )
     application.add_error_handler(errors.on_error)

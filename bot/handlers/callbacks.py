@@ -69,8 +69,8 @@ async def _style(
     await answer_query(update, preset.name)
     storage = services.storage
     db_user = await storage.ensure_user(user.id, owner.chat_id, user.full_name)
-    async with services.chat_lock(owner.chat_id):
-        await storage.clear_pending(owner.chat_id, "content")
+    async with services.person_lock(owner.chat_id, user.id):
+        await storage.clear_pending(owner.chat_id, user.id, "content")
     await start_job(
         services,
         context.bot,
@@ -253,8 +253,11 @@ async def _result(
         )
     elif op == keyboards.NEW_STYLE:
         await answer_query(update)
-        async with services.chat_lock(job.chat_id):
-            await services.storage.set_pending(job.chat_id, "content", content)
+        owner = await asyncio.to_thread(services.pairs.owner, pair)
+        async with services.person_lock(job.chat_id, job.user_id):
+            await services.storage.set_pending(
+                job.chat_id, job.user_id, "content", content, owner.message_id if owner else None
+            )
         await offer_styles(
             services,
             context.bot,

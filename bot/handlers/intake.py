@@ -24,7 +24,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from telegram import Message, Update
+from telegram import Bot, Message, Update
 from telegram.error import TelegramError
 
 from bot import keyboards, texts
@@ -32,7 +32,8 @@ from bot.handlers.errors import report_error
 from bot.handlers.jobflow import StyleRef, paint_with_preset, start_job, user_recipe
 from bot.handlers.styles import add_builtin_from_picture, save_own_preset
 from bot.services import Context, Services, get_services
-from bot.telegram_io import reply, with_retries
+from bot.storage import PendingPicture
+from bot.telegram_io import reply, send_text, with_retries
 from engine.errors import ImageError
 from engine.images import probe_image, reencode_for_storage
 
@@ -133,7 +134,7 @@ async def on_picture(update: Update, context: Context) -> None:
     data = await fetch_picture(update, context, message)
     if data is None:
         return
-    async with services.chat_lock(chat.id):
+    async with services.person_lock(chat.id, user.id):
         await handle_picture(services, context.bot, update, data, message.caption)
 
 
@@ -142,7 +143,9 @@ async def handle_picture(
 ) -> None:
     chat = update.effective_chat
     tg_user = update.effective_user
+    message = update.effective_message
     assert chat is not None and tg_user is not None
+    message_id = message.message_id if message is not None else None
     storage = services.storage
     user = await storage.ensure_user(tg_user.id, chat.id, tg_user.full_name)
     recipe = user_recipe(services, user)
@@ -173,57 +176,81 @@ async def handle_picture(
             user_id=tg_user.id,
             chat_id=chat.id,
             photo=data,
+            photo_message=message_id,
             preset=preset,
             recipe=recipe,
         )
         if from_caption:  # a photo with its own style replaces any photo that was waiting
-            await storage.clear_pending(chat.id, "content")
+            await storage.clear_pending(chat.id, tg_user.id, "content")
         return
 
-    waiting = await storage.get_pending(chat.id, "content")
+    waiting = await storage.get_pending(chat.id, tg_user.id, "content")
     if waiting is not None:
         await paint_pair(
-            services, bot, user_id=tg_user.id, chat_id=chat.id, content=waiting, style=data
+            services,
+            bot,
+            user_id=tg_user.id,
+            chat_id=chat.id,
+            content=PendingPicture(waiting.data, waiting.message_id),
+            style=data,
         )
         return
-    await set_content(services, bot, user_id=tg_user.id, chat_id=chat.id, content=data)
+    await set_content(
+        services, bot, user_id=tg_user.id, chat_id=chat.id, content=data, message_id=message_id
+    )
 
 
 async def set_content(
-    services: Services, bot: Any, *, user_id: int, chat_id: int, content: bytes
+    services: Services,
+    bot: Bot,
+    *,
+    user_id: int,
+    chat_id: int,
+    content: bytes,
+    message_id: int | None,
 ) -> str:
-    """Keep `content` as the chat's waiting photo and offer style buttons. Returns the pair."""
-    await services.storage.set_pending(chat_id, "content", content)
-    pair = await asyncio.to_thread(services.pairs.create, user_id, chat_id, content)
+    """Keep `content` as the person's waiting photo and offer style buttons. Returns the pair."""
+    await services.storage.set_pending(chat_id, user_id, "content", content, message_id)
+    pair = await asyncio.to_thread(services.pairs.create, user_id, chat_id, content, message_id)
     await offer_styles(services, bot, user_id=user_id, chat_id=chat_id, pair=pair)
     return pair
 
 
 async def offer_styles(
-    services: Services, bot: Any, *, user_id: int, chat_id: int, pair: str, text: str | None = None
+    services: Services, bot: Bot, *, user_id: int, chat_id: int, pair: str, text: str | None = None
 ) -> None:
+    """The style buttons for `pair`'s photo, as a reply to that photo."""
     presets = await services.storage.list_presets(user_id)
     markup = keyboards.style_keyboard(presets, pair=pair)
-    await with_retries(
-        lambda: bot.send_message(
-            chat_id=chat_id,
-            text=text or texts.content_received(bool(presets)),
-            reply_markup=markup,
-        ),
-        what="send",
+    owner = await asyncio.to_thread(services.pairs.owner, pair)
+    await send_text(
+        bot,
+        chat_id,
+        # group and supergroup chat ids are negative, private ones are the user's own id
+        text or texts.content_received(bool(presets), in_group=chat_id < 0),
+        reply_to=owner.message_id if owner else None,
+        reply_markup=markup,
     )
 
 
 async def paint_pair(
-    services: Services, bot: Any, *, user_id: int, chat_id: int, content: bytes, style: bytes
+    services: Services,
+    bot: Bot,
+    *,
+    user_id: int,
+    chat_id: int,
+    content: PendingPicture,
+    style: bytes,
 ) -> str | None:
     """A photo and a style picture: keep both, start a painting, clear the waiting photo."""
     storage = services.storage
     user = await storage.get_user(user_id) or await storage.ensure_user(user_id, chat_id)
-    pair = await asyncio.to_thread(services.pairs.create, user_id, chat_id, content)
+    pair = await asyncio.to_thread(
+        services.pairs.create, user_id, chat_id, content.data, content.message_id
+    )
     style_file = await asyncio.to_thread(services.pairs.add_style, pair, style)
-    await storage.set_pending(chat_id, "style", style)
-    await storage.clear_pending(chat_id, "content")
+    await storage.set_pending(chat_id, user_id, "style", style)
+    await storage.clear_pending(chat_id, user_id, "content")
     return await start_job(
         services,
         bot,
@@ -237,7 +264,8 @@ async def paint_pair(
 
 # -- albums -----------------------------------------------------------------------------------
 def _collect_album(services: Services, context: Context, update: Update, message: Message) -> None:
-    key = f"{message.chat_id}:{message.media_group_id}"
+    user = update.effective_user
+    key = f"{message.chat_id}:{user.id if user else 0}:{message.media_group_id}"
     album = services.albums.get(key)
     if album is None:
         album = services.albums[key] = _Album(
@@ -261,7 +289,7 @@ async def _finish_album(services: Services, context: Context, key: str) -> None:
             data = await fetch_picture(update, context, msg)
             if data is not None:
                 pictures.append(data)
-        async with services.chat_lock(album.chat_id):
+        async with services.person_lock(album.chat_id, album.user.id):
             await services.storage.ensure_user(album.user.id, album.chat_id, album.user.full_name)
             if len(pictures) == 2:
                 if len(items) > 2:
@@ -271,7 +299,7 @@ async def _finish_album(services: Services, context: Context, key: str) -> None:
                     context.bot,
                     user_id=album.user.id,
                     chat_id=album.chat_id,
-                    content=pictures[0],
+                    content=PendingPicture(pictures[0], items[0].message_id),
                     style=pictures[1],
                 )
             elif len(pictures) == 1:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from telegram import Bot
 
 from bot import texts
+from bot.i18n import current_language
 from bot.jobmeta import JobMeta
 from bot.jobs import QueueFull, UserQueueFull
 from bot.services import Services
@@ -78,11 +79,12 @@ async def paint_with_preset(
     user_id: int,
     chat_id: int,
     photo: bytes,
+    photo_message: int | None,
     preset: Preset,
     recipe: Recipe,
 ) -> str | None:
     """Keep `photo` as a new pair (for the result's buttons) and paint it in `preset`'s style."""
-    pair = await asyncio.to_thread(services.pairs.create, user_id, chat_id, photo)
+    pair = await asyncio.to_thread(services.pairs.create, user_id, chat_id, photo, photo_message)
     return await start_job(
         services,
         bot,
@@ -106,14 +108,17 @@ async def start_job(
     init_job: str | None = None,
 ) -> str | None:
     """Submit a painting of `pair`'s photo in `style`; returns the job id, or None after
-    telling the user why not (pictures gone, queue full...)."""
+    telling the user why not (pictures gone, queue full...). Everything about the job replies
+    to the message that brought the photo."""
     jobs = services.jobs
+    owner = await asyncio.to_thread(services.pairs.owner, pair)
+    reply_to = owner.message_id if owner is not None else None
     try:
         jobs.check_room(user_id)  # before reading any picture: under load most are refused here
         content = await asyncio.to_thread(services.pairs.content, pair)
         style_bytes = await _style_bytes(services, pair, style)
         if content is None or style_bytes is None:
-            await send_text(bot, chat_id, texts.RESULT_EXPIRED)
+            await send_text(bot, chat_id, texts.RESULT_EXPIRED, reply_to=reply_to)
             return None
         init = None
         if init_job is not None:
@@ -127,6 +132,8 @@ async def start_job(
             colors=recipe.colors,
             size=recipe.size,
             init_job=init_job if init is not None else None,
+            language=current_language(),
+            reply_to=reply_to,
         )
         job_id = await jobs.submit(
             user_id,
@@ -136,15 +143,15 @@ async def start_job(
             meta,
         )
     except PresetNotFound:
-        await send_text(bot, chat_id, texts.preset_not_found(style.name))
+        await send_text(bot, chat_id, texts.preset_not_found(style.name), reply_to=reply_to)
         return None
     except UserQueueFull as exc:
-        await send_text(bot, chat_id, texts.user_queue_full(exc.limit))
+        await send_text(bot, chat_id, texts.user_queue_full(exc.limit), reply_to=reply_to)
         return None
     except QueueFull as exc:
-        await send_text(bot, chat_id, texts.queue_busy(exc.retry_after_s))
+        await send_text(bot, chat_id, texts.queue_busy(exc.retry_after_s), reply_to=reply_to)
         return None
     position = jobs.position(job_id)
-    await services.status.job_submitted(job_id, chat_id, max(1, position or 1))
+    await services.status.job_submitted(job_id, chat_id, max(1, position or 1), reply_to)
     log.info("job %s submitted for user %s (%s)", job_id, user_id, style.name)
     return job_id

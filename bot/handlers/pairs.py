@@ -28,6 +28,8 @@ _NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 class PairOwner:
     user_id: int
     chat_id: int
+    message_id: int | None = None
+    """The message that brought the photo: paintings of the pair reply to it."""
 
 
 class PairStore:
@@ -46,12 +48,19 @@ class PairStore:
         tmp.write_bytes(data)
         os.replace(tmp, path)
 
-    def create(self, user_id: int, chat_id: int, content: bytes) -> str:
+    def create(
+        self, user_id: int, chat_id: int, content: bytes, message_id: int | None = None
+    ) -> str:
         pair = secrets.token_hex(6)
         path = self.root / pair
         path.mkdir(parents=True, exist_ok=False)
         self._write(path / "content.jpg", content)
-        owner = {"user_id": user_id, "chat_id": chat_id, "created": time.time()}
+        owner = {
+            "user_id": user_id,
+            "chat_id": chat_id,
+            "message_id": message_id,
+            "created": time.time(),
+        }
         self._write(path / "owner.json", json.dumps(owner).encode())
         return pair
 
@@ -61,7 +70,12 @@ class PairStore:
             return None
         try:
             data = json.loads((path / "owner.json").read_text())
-            return PairOwner(int(data["user_id"]), int(data["chat_id"]))
+            message_id = data.get("message_id")
+            return PairOwner(
+                int(data["user_id"]),
+                int(data["chat_id"]),
+                int(message_id) if message_id is not None else None,
+            )
         except (OSError, ValueError, KeyError, TypeError):
             return None
 

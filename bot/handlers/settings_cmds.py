@@ -75,7 +75,7 @@ async def cmd_status(update: Update, context: Context) -> None:
         preset = await services.storage.get_preset(user.active_preset_id)
         active = preset.name if preset else None
     recipe = user_recipe(services, user)
-    waiting = await services.storage.get_pending(chat.id, "content")
+    waiting = await services.storage.get_pending(chat.id, user.user_id, "content")
     await reply(
         update,
         texts.status_text(
@@ -99,5 +99,5 @@ async def cmd_cancel(update: Update, context: Context) -> None:
     for job_id in list(jobs.active_jobs(user.user_id)):
         if await jobs.cancel(job_id, user.user_id):
             stopped += 1
-    await services.storage.clear_pending(chat.id)
+    await services.storage.clear_pending(chat.id, user.user_id)
     await reply(update, texts.CANCELLED_ALL if stopped else texts.NOTHING_TO_CANCEL)

@@ -17,13 +17,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiolimiter import AsyncLimiter
 from telegram import Bot, InlineKeyboardMarkup
+from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, TelegramError
 
 from bot import keyboards, texts
 from bot.i18n import current_language, use_language
 from bot.jobevents import JobEvent
 from bot.storage import Job
-from bot.telegram_io import safe_edit_text, with_retries
+from bot.telegram_io import replying_to, safe_edit_text, with_retries
 from engine.job import EventKind, Result
 
 if TYPE_CHECKING:  # only for annotations: bot.services refers to this module too
@@ -52,6 +53,8 @@ class _Status:
     flush: asyncio.Task[Any] | None = None
     preview_sent: bool = False
     position: int | None = None
+    reply_to: int | None = None
+    """The owner's photo: the status, the preview and the painting reply to it."""
     language: str = field(default_factory=current_language)
     """What the owner is spoken to in (the job's `JobMeta.language`)."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -101,9 +104,12 @@ class StatusBoard:
         return list(self._jobs)
 
     # -- entry points -----------------------------------------------------------------------
-    async def job_submitted(self, job_id: str, chat_id: int, position: int) -> None:
+    async def job_submitted(
+        self, job_id: str, chat_id: int, position: int, reply_to: int | None = None
+    ) -> None:
         """Called right after `submit`: shows "queued" unless the job is already further."""
         st = self._status(job_id, chat_id, None)
+        st.reply_to = reply_to
         await self._show(st, QUEUED, texts.queued(position), keyboards.cancel_keyboard(job_id))
         st.position = position
 
@@ -119,6 +125,7 @@ class StatusBoard:
         job = event.job
         kind = event.kind
         st = self._status(job.id, job.chat_id, job.meta.status_msg)
+        st.reply_to = job.meta.reply_to
         cancel = keyboards.cancel_keyboard(job.id)
         if kind is EventKind.QUEUED:
             position = event.position if event.position is not None else 1
@@ -190,7 +197,10 @@ class StatusBoard:
         try:
             message = await self._paced(
                 lambda: self.bot.send_message(
-                    chat_id=st.chat_id, text=st.text, reply_markup=st.markup
+                    chat_id=st.chat_id,
+                    text=st.text,
+                    reply_markup=st.markup,
+                    reply_parameters=replying_to(st.reply_to),
                 ),
                 what="status",
             )
@@ -215,7 +225,10 @@ class StatusBoard:
         try:
             await self._paced(
                 lambda: self.bot.send_photo(
-                    chat_id=st.chat_id, photo=preview, caption=texts.PREVIEW_CAPTION
+                    chat_id=st.chat_id,
+                    photo=preview,
+                    caption=texts.PREVIEW_CAPTION,
+                    reply_parameters=replying_to(st.reply_to),
                 ),
                 what="preview",
             )
@@ -248,10 +261,16 @@ class StatusBoard:
         markup = keyboards.result_keyboard(
             job.id, strength=meta.strength, colors=meta.colors, can_save=meta.preset_id is None
         )
+        with contextlib.suppress(TelegramError):  # only a hint: the upload goes on without it
+            await self.bot.send_chat_action(job.chat_id, ChatAction.UPLOAD_PHOTO)
         try:
             message = await self._paced(
                 lambda: self.bot.send_photo(
-                    chat_id=job.chat_id, photo=result.image, caption=caption, reply_markup=markup
+                    chat_id=job.chat_id,
+                    photo=result.image,
+                    caption=caption,
+                    reply_markup=markup,
+                    reply_parameters=replying_to(meta.reply_to),
                 ),
                 what="result",
             )

@@ -10,6 +10,7 @@ from typing import Any
 from telegram import Update
 
 from bot import keyboards, texts
+from bot.handlers.groups import addressed_explicitly, in_group
 from bot.handlers.jobflow import paint_with_preset, user_recipe
 from bot.services import Context, Services, get_services
 from bot.storage import DuplicateName, InvalidValue, TooManyPresets, preset_name_key
@@ -90,8 +91,8 @@ async def activate_preset(update: Update, bot: Any, services: Services, preset: 
     storage = services.storage
     user = await storage.ensure_user(tg_user.id, chat.id, tg_user.full_name)
     user = await storage.update_user_settings(user.user_id, active_preset_id=preset.id)
-    async with services.chat_lock(chat.id):
-        waiting = await storage.get_pending(chat.id, "content")
+    async with services.person_lock(chat.id, tg_user.id):
+        waiting = await storage.get_pending(chat.id, tg_user.id, "content")
         await reply(update, texts.style_activated(preset.name, waiting is not None))
         if waiting is not None:
             await paint_with_preset(
@@ -99,27 +100,28 @@ async def activate_preset(update: Update, bot: Any, services: Services, preset: 
                 bot,
                 user_id=tg_user.id,
                 chat_id=chat.id,
-                photo=waiting,
+                photo=waiting.data,
+                photo_message=waiting.message_id,
                 preset=preset,
                 recipe=user_recipe(services, user),
             )
-            await storage.clear_pending(chat.id, "content")
+            await storage.clear_pending(chat.id, tg_user.id, "content")
 
 
 async def cmd_save(update: Update, context: Context) -> None:
     services = get_services(context)
     chat = update.effective_chat
     assert chat is not None
-    await services.ensure_sender(update)
+    user = await services.ensure_sender(update)
     name = _args(context)
     if not name:
         await reply(update, texts.SAVE_USAGE)
         return
-    style = await services.storage.get_pending(chat.id, "style")
+    style = await services.storage.get_pending(chat.id, user.user_id, "style")
     if style is None:
         await reply(update, texts.SAVE_NOTHING)
         return
-    await save_own_preset(update, services, name, style)
+    await save_own_preset(update, services, name, style.data)
 
 
 async def save_own_preset(update: Update, services: Services, name: str, image: bytes) -> Any:
@@ -182,6 +184,8 @@ async def on_unknown_command(update: Update, context: Context) -> None:
         if preset is not None:
             await activate_preset(update, context.bot, services, preset)
             return
+    if in_group(update) and not addressed_explicitly(message, context.bot):
+        return  # a bare command in a group may be meant for another bot
     await reply(update, texts.UNKNOWN_COMMAND)
 
 
