@@ -99,8 +99,8 @@ async def test_telegram_faults_lose_nothing_and_double_nothing(
             await user.wait_for_message(lambda v: (v.text or "").startswith("How"), timeout=60)
 
         await asyncio.gather(*(conversation(u) for u in users))
-        await fake_telegram.wait_until_confirmed()
-        await asyncio.sleep(0.5)
+        await fake_telegram.wait_until_confirmed()  # fetched (none can come back: confirmed)...
+        await asyncio.wait_for(app.update_queue.join(), 120)  # ...and handled: no time guess
     outcomes = Counter(
         (c.method, c.status) for c in fake_telegram.calls() if c.method in FAULTY_METHODS
     )
