@@ -381,6 +381,10 @@ async def test_a_hung_worker_is_stopped_by_the_time_limit_and_the_user_told(
         # the hung worker was killed (and reaped) and replaced; the bot still answers
         await executor.wait_ready(60)
         assert executor.worker_pids and hung_pid not in executor.worker_pids
+        for _ in range(600):  # reaped: no zombie left (a busy machine may take a moment)
+            if not await asyncio.to_thread(Path(f"/proc/{hung_pid}").exists):
+                break
+            await asyncio.sleep(0.05)
         assert not await asyncio.to_thread(Path(f"/proc/{hung_pid}").exists)
         await user.send_text("/start")
         await user.wait_for_message(lambda v: v.text == texts.START)

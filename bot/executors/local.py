@@ -580,6 +580,11 @@ class LocalExecutor(Executor):
                     with self._lock:
                         if worker in self._watched:
                             self._watched.remove(worker)
+                    # The sentinel fires as the process exits, a moment before the kernel
+                    # lets its parent collect it: wait for that (here, off the loop), so the
+                    # exit code is known and no zombie is left behind.
+                    with contextlib.suppress(OSError, ValueError, AssertionError):
+                        worker.process.join(5.0)
                     self._post(worker, (_Message.DIED, None, worker.process.exitcode))
 
     def _receive(self, worker: _Worker, only_if_ready: bool = False) -> bool:
