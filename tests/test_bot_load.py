@@ -235,10 +235,9 @@ async def run_load(settings: Settings, fake: FakeTelegram, *, users: int = USERS
             probe = asyncio.create_task(run.probe_start(probes, stop))
             watch = asyncio.create_task(run.watch_queues([u.id for u in people], stop))
             started = time.monotonic()
-            results = await asyncio.gather(
-                run.flood(flooder),
-                *(run.user_script(u, seed=i) for i, u in enumerate(people)),
-            )
+            flood = asyncio.create_task(run.flood(flooder))
+            await asyncio.gather(*(run.user_script(u, seed=i) for i, u in enumerate(people)))
+            flood_queries = await flood
             sending_s = time.monotonic() - started
             await _wait_for_quiet(fake, app, services)
             run.quiet_at = time.monotonic()
@@ -253,7 +252,7 @@ async def run_load(settings: Settings, fake: FakeTelegram, *, users: int = USERS
                 ["queued", "running", "done", "failed", "cancelled"], user_id=u.id
             )
         ]
-    return LoadOutcome(run, people, probes, flooder, results[0], jobs, sending_s, total_s, rss)
+    return LoadOutcome(run, people, probes, flooder, flood_queries, jobs, sending_s, total_s, rss)
 
 
 def max_jobs_at_once(jobs: list[Any]) -> int:
