@@ -16,7 +16,16 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import EngineError
-from engine.params import MAX_SIZE, MAX_STRENGTH, MIN_SIZE, MIN_STRENGTH, ParamsError, StyleParams
+from engine.params import (
+    MAX_SIZE,
+    MAX_STRENGTH,
+    MAX_STYLE_SCALE,
+    MIN_SIZE,
+    MIN_STRENGTH,
+    MIN_STYLE_SCALE,
+    ParamsError,
+    StyleParams,
+)
 
 DEFAULTS = StyleParams()
 EXIT_BAD_INPUT = 2
@@ -93,6 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--style-blend", type=float, nargs="+", default=None, help="relative weight of each style"
     )
     parser.add_argument(
+        "--style-scale", type=float, default=DEFAULTS.style_scale, metavar="X",
+        help=f"brush size: the style picture at X times the working size before its Gram "
+        f"matrices are taken ({MIN_STYLE_SCALE:g}–{MAX_STYLE_SCALE:g}; above 1 bigger strokes; "
+        "default %(default)s)",
+    )  # fmt: skip
+    parser.add_argument(
         "--init-image", type=Path, default=None, help="warm start from a previous result"
     )
     parser.add_argument(
@@ -124,6 +139,7 @@ def params_from_args(args: argparse.Namespace) -> StyleParams:
         "preserve_colors": args.preserve_colors,
         "mixed_precision": args.mixed_precision,
         "style_blend": tuple(args.style_blend) if args.style_blend else None,
+        "style_scale": args.style_scale,
         "output_format": "png" if args.output.suffix.lower() == ".png" else "jpeg",
     }
     if args.content_weight is not None:

@@ -34,6 +34,13 @@ RATIO_FACTOR_PER_LEVEL = math.sqrt(10.0)
 MIN_SIZE = 64
 MAX_SIZE = 2048
 
+# Brush size: the style picture is resized to `style_scale` times the working size before its
+# Gram matrices are taken, so the same texture statistics describe bigger (X > 1) or finer
+# (X < 1) strokes. Never under MIN_STYLE_SIDE px: VGG's deepest style layer needs 16 px.
+MIN_STYLE_SCALE = 0.25
+MAX_STYLE_SCALE = 4.0
+MIN_STYLE_SIDE = 32
+
 Optimizer = Literal["lbfgs", "adam"]
 OutputFormat = Literal["jpeg", "png"]
 
@@ -97,6 +104,8 @@ class StyleParams:
     style_layers: tuple[str, ...] = STYLE_LAYERS
     style_blend: tuple[float, ...] | None = None
     """Relative weights of several style images; None weighs them equally."""
+    style_scale: float = 1.0
+    """Brush size: the style picture's long side is this times the working size (0.25–4)."""
     preserve_colors: bool = False
     """Keep the content photo's colours: the style only changes luminance (YIQ transfer)."""
     seed: int = 0
@@ -150,6 +159,11 @@ class StyleParams:
             sizes.insert(0, smaller)
         return tuple(sizes)
 
+    def style_side(self, side: int) -> int:
+        """Long side of the style picture whose Gram matrices a scale of long side `side`
+        matches: `style_scale` times it, at least MIN_STYLE_SIDE."""
+        return max(MIN_STYLE_SIDE, round(side * self.style_scale))
+
     @property
     def use_mixed_precision(self) -> bool:
         if self.mixed_precision is not None:
@@ -202,6 +216,11 @@ class StyleParams:
             self.style_blend is None
             or (all(w >= 0 for w in self.style_blend) and sum(self.style_blend) > 0),
             "style blend weights must be ≥ 0 with a positive sum",
+        )
+        need(
+            MIN_STYLE_SCALE <= self.style_scale <= MAX_STYLE_SCALE,
+            f"style scale must be {MIN_STYLE_SCALE:g}–{MAX_STYLE_SCALE:g}, "
+            f"not {self.style_scale:g}",
         )
         need(self.init in ("content", "noise"), "init must be content or noise")
         need(self.output_format in ("jpeg", "png"), "output format must be jpeg or png")

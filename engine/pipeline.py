@@ -266,7 +266,7 @@ def run_pipeline(
         if should_cancel is not None and should_cancel():
             raise Cancelled()
         scale_content = _scaled(content_image, scale.side)
-        scale_styles = [_scaled(s, scale.side) for s in style_images]
+        scale_styles = [_scaled(s, params.style_side(scale.side)) for s in style_images]
         if params.preserve_colors:
             scale_styles = [color.matched_luminance_as_rgb(s, scale_content) for s in scale_styles]
             scale_content = color.luminance_as_rgb(scale_content)
