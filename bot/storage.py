@@ -83,6 +83,9 @@ MAX_IMAGE_BYTES: Final = 2 * 1024 * 1024
 MAX_PENDING_BYTES: Final = 20 * 1024 * 1024
 """Largest pending picture: Telegram's own limit for files a bot may download."""
 PRESET_NAME_MAX: Final = 32
+MIN_BRUSH: Final = 0.25
+MAX_BRUSH: Final = 4.0
+"""The brush sizes a user may keep: the engine's `style_scale` range."""
 DEFAULT_BUSY_TIMEOUT_MS: Final = 5000
 
 _LANGUAGE: Final = re.compile(r"^[a-z]{2,3}(-[a-z0-9]{2,4})?$")
@@ -181,6 +184,32 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     ALTER TABLE users ADD COLUMN language TEXT
         CHECK (language IS NULL OR length(language) BETWEEN 2 AND 8);
     """,
+    # 3 -> 4: the gallery, mixes and brush size. A preset keeps a small thumbnail (made once, at
+    # import or save; NULL for older rows until the gallery first needs it) and, for a saved mix
+    # of two styles, its second picture. A user may paint with two styles at once (the active
+    # preset and `mix_preset_id`) and chooses a brush size (the engine's style_scale). Pictures
+    # uploaded to Telegram once are reused through their file_id, by a key that changes when
+    # what the picture shows changes.
+    """
+    ALTER TABLE presets ADD COLUMN thumbnail BLOB
+        CHECK (thumbnail IS NULL OR (typeof(thumbnail) = 'blob' AND length(thumbnail) > 0));
+    ALTER TABLE presets ADD COLUMN mix_image BLOB
+        CHECK (mix_image IS NULL OR (typeof(mix_image) = 'blob' AND length(mix_image) > 0));
+    ALTER TABLE users ADD COLUMN mix_preset_id INTEGER
+        REFERENCES presets (id) ON DELETE SET NULL;
+    ALTER TABLE users ADD COLUMN brush REAL NOT NULL DEFAULT 1.0
+        CHECK (brush BETWEEN 0.25 AND 4.0);
+    CREATE TABLE telegram_files (
+        key        TEXT PRIMARY KEY NOT NULL CHECK (length(key) BETWEEN 1 AND 128),
+        file_id    TEXT NOT NULL CHECK (length(file_id) BETWEEN 1 AND 512),
+        created_at REAL NOT NULL
+    );
+    DROP VIEW preset_records;
+    CREATE VIEW preset_records AS
+        SELECT id, owner_id, name, name_key, title, artist, year, licence, source_url,
+               created_at, mix_image IS NOT NULL AS is_mix
+        FROM presets;
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -276,6 +305,10 @@ class User:
     updated_at: float = 0.0
     language: str | None = None
     """Chosen with /language; None follows the user's Telegram language."""
+    mix_preset_id: int | None = None
+    """With `active_preset_id`: the second style of an active mix (/style A + B)."""
+    brush: float = 1.0
+    """Brush size: the engine's `style_scale` (/brush)."""
 
 
 @dataclass(frozen=True)
@@ -292,6 +325,8 @@ class Preset:
     licence: str = ""
     source_url: str = ""
     created_at: float = 0.0
+    is_mix: bool = False
+    """A saved mix of two style pictures (`preset_images` gives both)."""
 
     @property
     def is_global(self) -> bool:
@@ -424,7 +459,9 @@ def _user(row: sqlite3.Row) -> User:
 
 
 def _preset(row: sqlite3.Row) -> Preset:
-    return Preset(**_record(Preset, row))
+    values = _record(Preset, row)
+    values["is_mix"] = bool(values["is_mix"])
+    return Preset(**values)
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -757,6 +794,8 @@ class Storage:
         size: int | _Unset | None = UNSET,
         active_preset_id: int | _Unset | None = UNSET,
         language: str | _Unset | None = UNSET,
+        mix_preset_id: int | _Unset | None = UNSET,
+        brush: float | None = None,
     ) -> User:
         """Change the given settings only; returns the user as stored.
 
@@ -764,6 +803,8 @@ class Storage:
         `active_preset_id` and `language`: leave out to keep, None to reset (default size / no
         preset / Telegram's language).
         The active preset must be the user's own or a global one (else `PresetNotFound`).
+        `mix_preset_id` (the second style of an active mix) likewise; leave out to keep, None
+        for no mix. `brush`: None keeps it, else 0.25–4 (the engine's style_scale).
         Raises `UserNotFound`, `InvalidValue`.
         """
         if strength is not None:
@@ -774,6 +815,14 @@ class Storage:
             _check_int(size, "size", 1)
         if active_preset_id is not None and active_preset_id is not UNSET:
             _check_int(active_preset_id, "active_preset_id", 1)
+        if mix_preset_id is not None and mix_preset_id is not UNSET:
+            _check_int(mix_preset_id, "mix_preset_id", 1)
+        if brush is not None and (
+            isinstance(brush, bool)
+            or not isinstance(brush, int | float)
+            or not MIN_BRUSH <= brush <= MAX_BRUSH
+        ):
+            raise InvalidValue(f"brush must be {MIN_BRUSH:g}–{MAX_BRUSH:g}, not {brush!r}")
         if language is not None and language is not UNSET and not _LANGUAGE.match(language):
             raise InvalidValue(f"language must be a code such as en or pt-br, not {language!r}")
         now = self._clock()
@@ -785,23 +834,29 @@ class Storage:
             new_size = current.size if size is UNSET else size
             new_active = current.active_preset_id if active_preset_id is UNSET else active_preset_id
             new_language = current.language if language is UNSET else language
-            if active_preset_id is not UNSET and active_preset_id is not None:
+            new_mix = current.mix_preset_id if mix_preset_id is UNSET else mix_preset_id
+            for wanted in (active_preset_id, mix_preset_id):
+                if wanted is UNSET or wanted is None:
+                    continue
                 visible = await self._one(
                     db,
                     "SELECT 1 FROM presets WHERE id = ? AND (owner_id = ? OR owner_id IS NULL)",
-                    (active_preset_id, user_id),
+                    (wanted, user_id),
                 )
                 if visible is None:
-                    raise PresetNotFound(f"no preset {active_preset_id} for this user")
+                    raise PresetNotFound(f"no preset {wanted} for this user")
             await db.execute(
                 "UPDATE users SET strength = ?, preserve_colors = ?, size = ?, "
-                "active_preset_id = ?, language = ?, updated_at = ? WHERE user_id = ?",
+                "active_preset_id = ?, language = ?, mix_preset_id = ?, brush = ?, "
+                "updated_at = ? WHERE user_id = ?",
                 (
                     current.strength if strength is None else strength,
                     int(current.preserve_colors if preserve_colors is None else preserve_colors),
                     new_size,
                     new_active,
                     new_language,
+                    new_mix,
+                    float(current.brush if brush is None else brush),
                     now,
                     user_id,
                 ),
@@ -824,22 +879,22 @@ class Storage:
         licence: str = "",
         source_url: str = "",
         max_per_owner: int | None = None,
+        thumbnail: bytes | None = None,
+        mix_image: bytes | None = None,
     ) -> Preset:
-        """Keep a preset (row and image in one transaction).
+        """Keep a preset (row and images in one transaction).
 
-        `owner_id=None` adds a global (built-in) preset. Raises `InvalidName`, `ImageTooLarge`,
-        `InvalidValue` (empty image), `UserNotFound` (owner never seen), `DuplicateName` (same
-        owner, same name ignoring case), `TooManyPresets(max_per_owner)`.
+        `owner_id=None` adds a global (built-in) preset. `thumbnail`: its small picture for the
+        gallery (made by the caller, in a thread). `mix_image`: the second style picture of a
+        saved mix (the preset then paints both, at equal weights). Raises `InvalidName`,
+        `ImageTooLarge`, `InvalidValue` (empty image), `UserNotFound` (owner never seen),
+        `DuplicateName` (same owner, same name ignoring case), `TooManyPresets(max_per_owner)`.
         """
         clean = validate_preset_name(name)
         key = preset_name_key(clean)
-        if not isinstance(image, bytes | bytearray | memoryview):
-            raise InvalidValue("a preset image must be bytes")
-        blob = bytes(image)
-        if not blob:
-            raise InvalidValue("a preset image cannot be empty")
-        if len(blob) > self.max_image_bytes:
-            raise ImageTooLarge(len(blob), self.max_image_bytes)
+        blob = self._image_blob(image, "a preset image")
+        thumb = None if thumbnail is None else self._image_blob(thumbnail, "a thumbnail")
+        second = None if mix_image is None else self._image_blob(mix_image, "a preset image")
         if max_per_owner is not None:
             _check_int(max_per_owner, "max_per_owner", 0)
         texts = {
@@ -876,9 +931,22 @@ class Storage:
             try:
                 cursor = await db.execute(
                     "INSERT INTO presets (owner_id, name, name_key, title, artist, year, "
-                    "licence, source_url, created_at, image) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (owner_id, clean, key, title, artist, year, licence, source_url, now, blob),
+                    "licence, source_url, created_at, image, thumbnail, mix_image) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        owner_id,
+                        clean,
+                        key,
+                        title,
+                        artist,
+                        year,
+                        licence,
+                        source_url,
+                        now,
+                        blob,
+                        thumb,
+                        second,
+                    ),
                 )
             except sqlite3.IntegrityError as exc:  # the checks above make this unexpected
                 if "UNIQUE" in str(exc):
@@ -897,7 +965,18 @@ class Storage:
             licence=licence,
             source_url=source_url,
             created_at=now,
+            is_mix=second is not None,
         )
+
+    def _image_blob(self, image: object, what: str) -> bytes:
+        if not isinstance(image, bytes | bytearray | memoryview):
+            raise InvalidValue(f"{what} must be bytes")
+        blob = bytes(image)
+        if not blob:
+            raise InvalidValue(f"{what} cannot be empty")
+        if len(blob) > self.max_image_bytes:
+            raise ImageTooLarge(len(blob), self.max_image_bytes)
+        return blob
 
     async def get_preset(self, preset_id: int) -> Preset | None:
         async with self._read() as db:
@@ -960,6 +1039,68 @@ class Storage:
         if row is None:
             raise PresetNotFound(f"no preset {preset_id}")
         return bytes(row[0])
+
+    async def preset_images(self, preset_id: int) -> tuple[bytes, ...]:
+        """The style pictures a preset paints with: its image, and a saved mix's second one.
+        Raises `PresetNotFound`."""
+        async with self._read() as db:
+            row = await self._one(
+                db, "SELECT image, mix_image FROM presets WHERE id = ?", (preset_id,)
+            )
+        if row is None:
+            raise PresetNotFound(f"no preset {preset_id}")
+        return tuple(bytes(blob) for blob in row if blob is not None)
+
+    async def preset_thumbnails(self, preset_ids: Sequence[int]) -> dict[int, bytes | None]:
+        """Each existing preset's thumbnail (None: not made yet); unknown ids are left out."""
+        ids = [_check_int(i, "preset id", 1) for i in preset_ids]
+        async with self._read() as db:
+            rows = await self._all(
+                db,
+                "SELECT id, thumbnail FROM presets WHERE id IN (SELECT value FROM json_each(?))",
+                (json.dumps(ids),),
+            )
+        return {int(r[0]): (bytes(r[1]) if r[1] is not None else None) for r in rows}
+
+    async def set_preset_thumbnail(self, preset_id: int, thumbnail: bytes) -> bool:
+        """Keep a preset's thumbnail (made lazily for rows older than thumbnails). False if
+        the preset is gone."""
+        blob = self._image_blob(thumbnail, "a thumbnail")
+        async with self._tx() as db:
+            cursor = await db.execute(
+                "UPDATE presets SET thumbnail = ? WHERE id = ?", (blob, preset_id)
+            )
+            changed = cursor.rowcount
+            await cursor.close()
+        return changed > 0
+
+    # -- pictures already uploaded to Telegram ------------------------------------------------
+
+    async def telegram_file(self, key: str) -> str | None:
+        """The Telegram file_id of a picture uploaded before under `key`, if any."""
+        async with self._read() as db:
+            row = await self._one(db, "SELECT file_id FROM telegram_files WHERE key = ?", (key,))
+        return str(row[0]) if row is not None else None
+
+    async def set_telegram_file(self, key: str, file_id: str) -> None:
+        """Remember the file_id Telegram gave the picture `key` (replaces an older one)."""
+        if not (isinstance(key, str) and 1 <= len(key) <= 128):
+            raise InvalidValue("a file key must be 1–128 characters")
+        if not (isinstance(file_id, str) and 1 <= len(file_id) <= 512):
+            raise InvalidValue("a file_id must be 1–512 characters")
+        now = self._clock()
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO telegram_files (key, file_id, created_at) VALUES (?, ?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET file_id = excluded.file_id, "
+                "created_at = excluded.created_at",
+                (key, file_id, now),
+            )
+
+    async def forget_telegram_file(self, key: str) -> None:
+        """Drop a file_id Telegram no longer accepts: the next use uploads again."""
+        async with self._tx() as db:
+            await db.execute("DELETE FROM telegram_files WHERE key = ?", (key,))
 
     # -- pending pictures -------------------------------------------------------------------
 
@@ -1085,6 +1226,16 @@ class Storage:
         async with self._read() as db:
             rows = await self._all(db, _LIST_JOBS, (*slots, user_id, user_id))
         return [_job(row) for row in rows]
+
+    async def latest_job(self, user_id: int) -> Job | None:
+        """The user's most recently created job, whatever its state."""
+        async with self._read() as db:
+            row = await self._one(
+                db,
+                "SELECT * FROM jobs WHERE user_id = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                (user_id,),
+            )
+        return _job(row) if row is not None else None
 
     async def _require_job(self, db: aiosqlite.Connection, job_id: str) -> Job:
         row = await self._one(db, _SELECT_JOB, (job_id,))

@@ -45,7 +45,7 @@ from engine.job import JobState
 from engine.params import StyleParams
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-TABLES = {"users", "presets", "pending", "jobs", "sqlite_sequence"}
+TABLES = {"users", "presets", "pending", "jobs", "telegram_files", "sqlite_sequence"}
 IMG = b"\x89PNG fake image bytes"
 
 
@@ -952,3 +952,93 @@ async def test_many_coroutines_interleave_safely(store: Storage) -> None:
         user = await store.get_user(uid)
         assert user is not None and user.strength == uid % 5 + 1
         assert await store.get_pending(uid, uid, "content") == PendingPicture(bytes([uid]) * 100)
+
+
+# --- migration 4: thumbnails, mixes, brush, Telegram file ids ----------------------------------
+
+
+async def test_migration_4_keeps_presets_and_users(db_path: Path) -> None:
+    """A database of schema 3 opens with its presets (no thumbnail yet) and users kept."""
+    db_path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(db_path)
+    for script in storage_module.MIGRATIONS[:3]:
+        conn.executescript(script)
+    conn.execute("PRAGMA user_version = 3")
+    conn.execute(
+        "INSERT INTO users (user_id, chat_id, created_at, updated_at) VALUES (7, 7, 1.0, 1.0)"
+    )
+    conn.execute(
+        "INSERT INTO presets (owner_id, name, name_key, created_at, image) "
+        "VALUES (NULL, 'old', 'old', 1.0, ?)",
+        (b"old image",),
+    )
+    conn.commit()
+    conn.close()
+    async with Storage(db_path) as storage:
+        (old,) = await storage.list_global_presets()
+        assert old.name == "old" and not old.is_mix
+        assert await storage.preset_thumbnails([old.id]) == {old.id: None}
+        assert await storage.set_preset_thumbnail(old.id, b"thumb")
+        assert await storage.preset_thumbnails([old.id, 999]) == {old.id: b"thumb"}
+        assert not await storage.set_preset_thumbnail(999, b"thumb")
+        user = await storage.get_user(7)
+        assert user is not None and user.brush == 1.0 and user.mix_preset_id is None
+
+
+async def test_thumbnail_and_mix_image_are_kept(store: Storage) -> None:
+    await store.ensure_user(1, 1, "a")
+    plain = await store.add_preset(1, "plain", IMG, thumbnail=b"small")
+    mix = await store.add_preset(1, "mix", b"first", mix_image=b"second", thumbnail=b"t")
+    assert not plain.is_mix and mix.is_mix
+    assert (await store.get_preset(mix.id)) == mix
+    assert [p.is_mix for p in await store.list_presets(1)] == [True, False]
+    assert await store.preset_images(plain.id) == (IMG,)
+    assert await store.preset_images(mix.id) == (b"first", b"second")
+    assert await store.preset_thumbnails([plain.id, mix.id]) == {plain.id: b"small", mix.id: b"t"}
+    with pytest.raises(PresetNotFound):
+        await store.preset_images(999)
+    with pytest.raises(InvalidValue):
+        await store.add_preset(1, "empty thumb", IMG, thumbnail=b"")
+
+
+async def test_mix_and_brush_settings(store: Storage) -> None:
+    await store.ensure_user(1, 1, "a")
+    await store.ensure_user(2, 2, "b")
+    a = await store.add_preset(None, "a", IMG)
+    theirs = await store.add_preset(2, "theirs", IMG)
+    user = await store.update_user_settings(1, active_preset_id=a.id, mix_preset_id=a.id, brush=2)
+    assert (user.mix_preset_id, user.brush) == (a.id, 2.0)
+    user = await store.update_user_settings(1, strength=4)
+    assert (user.mix_preset_id, user.brush) == (a.id, 2.0)  # kept
+    with pytest.raises(PresetNotFound):
+        await store.update_user_settings(1, mix_preset_id=theirs.id)
+    for bad in (0.1, 5.0, True, "2"):
+        with pytest.raises(InvalidValue):
+            await store.update_user_settings(1, brush=bad)  # type: ignore[arg-type]
+    await store.delete_preset(a.id, None)
+    user2 = await store.get_user(1)
+    assert user2 is not None and user2.mix_preset_id is None  # ON DELETE SET NULL
+    assert (await store.update_user_settings(1, brush=0.25)).brush == 0.25
+
+
+async def test_telegram_file_ids(store: Storage) -> None:
+    assert await store.telegram_file("sheet:abc") is None
+    await store.set_telegram_file("sheet:abc", "AgAC1")
+    assert await store.telegram_file("sheet:abc") == "AgAC1"
+    await store.set_telegram_file("sheet:abc", "AgAC2")
+    assert await store.telegram_file("sheet:abc") == "AgAC2"
+    await store.forget_telegram_file("sheet:abc")
+    assert await store.telegram_file("sheet:abc") is None
+    with pytest.raises(InvalidValue):
+        await store.set_telegram_file("", "x")
+
+
+async def test_latest_job(store: Storage, clock: Clock) -> None:
+    await store.ensure_user(1, 1, "a")
+    assert await store.latest_job(1) is None
+    await store.create_job("j1", 1, 1, StyleParams())
+    clock.now += 1
+    await store.create_job("j2", 1, 1, StyleParams())
+    await store.create_job("k1", 2, 2, StyleParams())
+    latest = await store.latest_job(1)
+    assert latest is not None and latest.id == "j2"
