@@ -9,6 +9,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
+
+# No wall-clock bound decides a test: Hypothesis's default 200 ms deadline per example (and its
+# too-slow health check) would fail property tests on a slower or busier machine.
+hypothesis_settings.register_profile(
+    "stylebot", deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.load_profile("stylebot")
 
 REPO_DIR = Path(__file__).resolve().parent.parent
 SHARED_DIR = Path(os.environ.get("STYLEBOT_SHARED_DIR", REPO_DIR.parent / "shared"))
