@@ -345,7 +345,7 @@ async def run_user(
     user: Any, content: bytes, style: bytes, wait_s: float, record: dict[str, Any]
 ) -> None:
     def is_offer(v: Any) -> bool:
-        return v.text is not None and "style" in v.text
+        return "style" in v.content  # a text prompt, or the gallery's caption
 
     def is_result(v: Any) -> bool:
         return v.kind == "photo" and (v.caption or "").startswith("🎨")

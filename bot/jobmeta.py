@@ -35,6 +35,10 @@ class JobMeta:
     """The language the job's owner is spoken to in (`bot.i18n`)."""
     reply_to: int | None = None
     """The owner's message the job answers (their photo): status and painting reply to it."""
+    mix_preset_id: int | None = None
+    """A mix: the preset whose style is painted together with the first one, half and half."""
+    brush: float = 1.0
+    """Brush size: the engine's `style_scale`."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(encode(self))

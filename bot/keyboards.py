@@ -22,7 +22,8 @@ from bot import texts
 
 VERSION = "1"
 MAX_CALLBACK_BYTES = 64
-PAGE_SIZE = 6
+PAGE_SIZE = 10
+"""Styles a page: one gallery contact sheet (`bot.gallery`)."""
 
 # actions
 STYLE = "p"  # pick a style for the photo of a pair: pair, preset_id
@@ -33,6 +34,9 @@ LIST_PAGE = "l"  # page through /presets: page
 RESULT = "r"  # a button under a result: job_id, op
 CANCEL = "x"  # cancel a job: job_id
 SIZE = "z"  # choose a size: size
+MIX_PICK = "k"  # mix the style of a result with a preset, painting warm from it: job_id, preset_id
+MIX_PAGE = "q"  # page through the mix choices: job_id, page
+BRUSH = "b"  # choose a brush size: level index
 
 # result operations
 WEAKER = "w"
@@ -41,7 +45,18 @@ COLORS = "c"
 SAVE_STYLE = "v"
 NEW_STYLE = "n"
 FULL_RES = "f"
-RESULT_OPS = frozenset({WEAKER, STRONGER, COLORS, SAVE_STYLE, NEW_STYLE, FULL_RES})
+MIX = "m"
+FINER = "i"
+BIGGER = "o"
+RESULT_OPS = frozenset(
+    {WEAKER, STRONGER, COLORS, SAVE_STYLE, NEW_STYLE, FULL_RES, MIX, FINER, BIGGER}
+)
+
+# Brush sizes (the engine's style_scale), finest first: /brush small|medium|large are the middle
+# three; the buttons under a painting step one level along the whole ladder.
+BRUSH_LEVELS: tuple[float, ...] = (0.25, 0.5, 1.0, 2.0, 4.0)
+BRUSH_NAMES: dict[float, str] = {0.5: "small", 1.0: "medium", 2.0: "large"}
+"""/brush's words for the middle three levels."""
 
 NO_PAIR = "-"
 _ID = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
@@ -71,6 +86,7 @@ class Callback:
     job_id: str | None = None
     op: str | None = None
     size: int | None = None
+    level: int | None = None
 
 
 def _pack(action: str, *fields: object) -> str:
@@ -120,6 +136,20 @@ def cancel_data(job_id: str) -> str:
 
 def size_data(size: int) -> str:
     return _pack(SIZE, int(size))
+
+
+def mix_pick_data(job_id: str, preset_id: int) -> str:
+    return _pack(MIX_PICK, _check_id(job_id, _ID, "job id"), int(preset_id))
+
+
+def mix_page_data(job_id: str, page: int) -> str:
+    return _pack(MIX_PAGE, _check_id(job_id, _ID, "job id"), max(0, int(page)))
+
+
+def brush_data(level: int) -> str:
+    if not 0 <= level < len(BRUSH_LEVELS):
+        raise ValueError(f"no brush level {level}")
+    return _pack(BRUSH, int(level))
 
 
 # -- parser -----------------------------------------------------------------------------------
@@ -174,6 +204,17 @@ def _parse(data: object) -> Callback | None:
         size = integer(fields[0])
         if size is not None:
             return Callback(SIZE, size=size)
+    elif action in (MIX_PICK, MIX_PAGE) and len(fields) == 2:
+        job_id, number_text = fields
+        number = integer(number_text)
+        if _ID.match(job_id) and number is not None:
+            if action == MIX_PICK:
+                return Callback(MIX_PICK, job_id=job_id, preset_id=number)
+            return Callback(MIX_PAGE, job_id=job_id, page=number)
+    elif action == BRUSH and len(fields) == 1:
+        level = integer(fields[0])
+        if level is not None and level < len(BRUSH_LEVELS):
+            return Callback(BRUSH, level=level)
     return None
 
 
@@ -192,13 +233,18 @@ def clamp_page(page: int, total: int, page_size: int = PAGE_SIZE) -> int:
     return min(max(0, page), page_count(total, page_size) - 1)
 
 
+def _numbered(number: int, label: str, numbered: bool) -> str:
+    return f"{number}. {label}" if numbered else label
+
+
 def style_keyboard(
-    presets: Sequence[PresetLike], *, pair: str | None, page: int = 0
+    presets: Sequence[PresetLike], *, pair: str | None, page: int = 0, numbered: bool = False
 ) -> InlineKeyboardMarkup | None:
-    """Style buttons, 6 a page (the user's own first, as given), with ◀ ▶ when needed.
+    """Style buttons, 10 a page (the user's own first, as given), with ◀ ▶ when needed.
 
     With a `pair` (a photo is waiting) a button paints that photo; without one (e.g. /start)
-    it makes the preset the active style.
+    it makes the preset the active style. `numbered`: labels start with the tile's number on
+    the page's contact sheet.
     """
     if not presets:
         return None
@@ -206,10 +252,10 @@ def style_keyboard(
     chunk = presets[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
     buttons = [
         _button(
-            texts.btn_preset(p.name, p.owner_id is not None),
+            _numbered(i + 1, texts.btn_preset(p.name, p.owner_id is not None), numbered),
             style_data(pair, p.id) if pair else apply_data(p.id),
         )
-        for p in chunk
+        for i, p in enumerate(chunk)
     ]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
     nav = []
@@ -225,14 +271,17 @@ def style_keyboard(
 def presets_list_keyboard(
     presets: Sequence[PresetLike], *, user_id: int, page: int = 0
 ) -> InlineKeyboardMarkup | None:
-    """/presets: one row per preset: Apply, and Delete for the user's own."""
+    """/presets: one row per preset, numbered as on the contact sheet: Apply, and Delete for
+    the user's own."""
     if not presets:
         return None
     page = clamp_page(page, len(presets))
     rows = []
-    for p in presets[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]:
+    chunk = presets[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    for number, p in enumerate(chunk, start=1):
         own = p.owner_id == user_id
-        row = [_button(f"{texts.BTN_APPLY}: {texts.btn_preset(p.name, own)}", apply_data(p.id))]
+        label = f"{number}. {texts.BTN_APPLY}: {texts.btn_preset(p.name, own)}"
+        row = [_button(label, apply_data(p.id))]
         if own:
             row.append(_button(texts.BTN_DELETE, delete_data(p.id)))
         rows.append(row)
@@ -246,14 +295,57 @@ def presets_list_keyboard(
     return InlineKeyboardMarkup(rows)
 
 
+def mix_keyboard(
+    presets: Sequence[PresetLike], *, job_id: str, page: int = 0
+) -> InlineKeyboardMarkup | None:
+    """ "Mix with…": a button per preset of the page (numbered as on its contact sheet)."""
+    if not presets:
+        return None
+    page = clamp_page(page, len(presets))
+    chunk = presets[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    buttons = [
+        _button(
+            _numbered(i + 1, texts.btn_preset(p.name, p.owner_id is not None), True),
+            mix_pick_data(job_id, p.id),
+        )
+        for i, p in enumerate(chunk)
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    nav = []
+    if page > 0:
+        nav.append(_button(texts.BTN_PREV, mix_page_data(job_id, page - 1)))
+    if page < page_count(len(presets)) - 1:
+        nav.append(_button(texts.BTN_NEXT, mix_page_data(job_id, page + 1)))
+    if nav:
+        rows.append(nav)
+    return InlineKeyboardMarkup(rows)
+
+
+def brush_keyboard(current: float) -> InlineKeyboardMarkup:
+    """/brush: small, medium, large (the middle three levels)."""
+    buttons = [
+        _button(texts.btn_brush(name, value == current), brush_data(BRUSH_LEVELS.index(value)))
+        for value, name in BRUSH_NAMES.items()
+    ]
+    return InlineKeyboardMarkup([buttons])
+
+
+def brush_step(current: float, step: int) -> float | None:
+    """The brush size one level finer (-1) or bigger (+1), or None at the end of the ladder."""
+    level = min(range(len(BRUSH_LEVELS)), key=lambda i: abs(BRUSH_LEVELS[i] - current))
+    wanted = level + step
+    return BRUSH_LEVELS[wanted] if 0 <= wanted < len(BRUSH_LEVELS) else None
+
+
 def cancel_keyboard(job_id: str) -> InlineKeyboardMarkup:
     return InlineKeyboardMarkup([[_button(texts.BTN_CANCEL, cancel_data(job_id))]])
 
 
 def result_keyboard(
-    job_id: str, *, strength: int, colors: bool, can_save: bool = True
+    job_id: str, *, strength: int, colors: bool, can_save: bool = True, brush: float = 1.0
 ) -> InlineKeyboardMarkup:
-    """Buttons under a result. Weaker/Stronger are left out at the ends of 1–5."""
+    """Buttons under a result. Weaker/Stronger are left out at the ends of 1–5, Finer/Bigger
+    strokes at the ends of the brush ladder."""
     strength_row = []
     if strength > 1:
         strength_row.append(_button(texts.BTN_WEAKER, result_data(job_id, WEAKER)))
@@ -262,7 +354,19 @@ def result_keyboard(
     rows = []
     if strength_row:
         rows.append(strength_row)
-    rows.append([_button(texts.btn_colors(colors), result_data(job_id, COLORS))])
+    brush_row = []
+    if brush_step(brush, -1) is not None:
+        brush_row.append(_button(texts.BTN_FINER, result_data(job_id, FINER)))
+    if brush_step(brush, +1) is not None:
+        brush_row.append(_button(texts.BTN_BIGGER, result_data(job_id, BIGGER)))
+    if brush_row:
+        rows.append(brush_row)
+    rows.append(
+        [
+            _button(texts.btn_colors(colors), result_data(job_id, COLORS)),
+            _button(texts.BTN_MIX, result_data(job_id, MIX)),
+        ]
+    )
     last = []
     if can_save:
         last.append(_button(texts.BTN_SAVE_STYLE, result_data(job_id, SAVE_STYLE)))

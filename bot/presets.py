@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bot.gallery import make_thumbnail
 from bot.settings import load_data_dir
 from bot.storage import DuplicateName, Preset, Storage, StorageError
 from engine.errors import ImageError
@@ -86,6 +87,7 @@ async def import_image(
     """Re-encode `data` (in a thread) and store it as the built-in preset `name`."""
     try:
         image = await asyncio.to_thread(reencode_for_storage, data)
+        thumbnail = await asyncio.to_thread(make_thumbnail, image)
     except ImageError as exc:
         raise PresetImportError(f"{name}: {exc}") from None
     entry = catalog_entry(name)
@@ -95,11 +97,12 @@ async def import_image(
             await storage.delete_preset(existing.id, None)
     try:
         if entry is None:
-            return await storage.add_preset(None, name, image)
+            return await storage.add_preset(None, name, image, thumbnail=thumbnail)
         return await storage.add_preset(
             None,
             name,
             image,
+            thumbnail=thumbnail,
             title=entry.title,
             artist=entry.artist,
             year=entry.year,

@@ -103,6 +103,22 @@ _CONSTANTS: dict[str, str] = {
     "BTN_FULL_RES": N_("⬇ Full resolution"),
     "BTN_APPLY": N_("Apply"),
     "BTN_DELETE": N_("🗑 Delete"),
+    "BTN_MIX": N_("🎭 Mix with…"),
+    "BTN_FINER": N_("🖌 Finer strokes"),
+    "BTN_BIGGER": N_("Bigger strokes 🖌"),
+    # -- mixing and brush size
+    "MIX_PROMPT": N_(
+        "Mix this painting's style with which one? Tap a style: I paint it again from this "
+        "result with both styles, half and half."
+    ),
+    "MIX_NO_STYLES": N_("There are no other styles to mix with yet."),
+    "MIX_TOO_MANY": N_("I can mix two styles, not more: a saved mix already has two."),
+    "FINEST": N_("These are already the finest strokes."),
+    "BIGGEST": N_("These are already the biggest strokes."),
+    "BRUSH_USAGE": N_(
+        "Brush size: /brush small, medium or large. A bigger brush paints bigger strokes. "
+        "The buttons under a painting paint it again one step finer or bigger."
+    ),
     # -- the bot's profile (setMyDescription, setMyShortDescription): at most 512 and 120
     "BOT_DESCRIPTION": N_(
         "I repaint your photos in the style of a painting: Van Gogh, Hokusai, Monet, or any "
@@ -121,6 +137,7 @@ _HELP_COMMANDS: tuple[tuple[str, str, str], ...] = (
     ("help", N_("this list"), "/help"),
     ("presets", N_("your styles and the built-in ones"), "/presets"),
     ("style", N_("use a style for every new photo (off to stop)"), "/style starry_night"),
+    ("brush", N_("size of the brush strokes: small, medium or large"), "/brush large"),
     ("save", N_("save the last style picture as your style"), N_("/save my sunset")),
     ("delete", N_("delete one of your styles"), N_("/delete my sunset")),
     ("strength", N_("how strong the style is, 1–5 (3 is classic)"), "/strength 4"),
@@ -402,6 +419,38 @@ def style_activated(name: str, will_paint_now: bool) -> str:
     if will_paint_now:
         return _("Style set to {name}. Painting your photo with it now.").format(name=name)
     return _("Style set to {name}. Now send me a photo.").format(name=name)
+
+
+def style_mix_activated(first: str, second: str, will_paint_now: bool) -> str:
+    if will_paint_now:
+        return _("Mixing {first} and {second}, half and half. Painting your photo now.").format(
+            first=first, second=second
+        )
+    return _("Mixing {first} and {second}, half and half. Now send me a photo.").format(
+        first=first, second=second
+    )
+
+
+def mix_name(first: str, second: str) -> str:
+    # two style names, shown as they are
+    return f"{first} + {second}"
+
+
+_BRUSH_NAMES = {"small": N_("small"), "medium": N_("medium"), "large": N_("large")}
+
+
+def brush_name(name: str) -> str:
+    """small, medium or large, translated."""
+    return _(_BRUSH_NAMES[name])
+
+
+def brush_set(name: str) -> str:
+    return _("Brush size: {size}. Your next paintings use it.").format(size=brush_name(name))
+
+
+def btn_brush(name: str, current: bool) -> str:
+    label = _("Brush: {size}").format(size=brush_name(name))
+    return f"✓ {label}" if current else label
 
 
 def preset_applied_title(name: str, title: str, artist: str, year: str) -> str:

@@ -255,7 +255,7 @@ async def test_result_buttons_rerun_warm_started(
         colours = await user.wait_for_message(is_result)
         assert "colours kept" in (colours.caption or "")
         assert executor.specs[-1].params.preserve_colors is True
-        assert "Keep colours: on" in [b["text"] for b in colours.buttons][2]
+        assert texts.btn_colors(True) in [b["text"] for b in colours.buttons]
         # down to 1: Weaker disappears
         await user.press(weaker, weaker.button(texts.BTN_WEAKER)["callback_data"])
         weakest = await user.wait_for_message(is_result)
@@ -293,8 +293,8 @@ async def test_save_list_apply_delete_presets(settings: Any, fake_telegram: Fake
         await user.send_text("/presets")
         listing = await user.wait_for_message(lambda v: bool(v.buttons))
         labels = [b["text"] for b in listing.buttons]
-        assert labels[0] == "Apply: ★ my sunset" and labels[1] == texts.BTN_DELETE
-        assert "Apply: starry_night" in labels
+        assert labels[0] == "1. Apply: ★ my sunset" and labels[1] == texts.BTN_DELETE
+        assert "2. Apply: starry_night" in labels
         await user.press(listing, listing.button("my sunset")["callback_data"])
         await user.wait_for_message(lambda v: v.text == texts.style_activated("my sunset", False))
         await user.send_text("/status")
@@ -449,7 +449,7 @@ async def test_every_bad_file_gets_a_friendly_answer(
     async with running_bot(settings, executor=QuickExecutor()):
         user = fake_telegram.user(1001)
         await user.send_photo(PHOTO)  # a waiting photo that bad files must not disturb
-        await user.wait_for_message(lambda v: "style" in (v.text or ""))
+        await user.wait_for_message(lambda v: "style" in v.content)
         for path in sorted(BAD_DIR.iterdir()):
             if path.name not in REFUSED:
                 continue
@@ -474,7 +474,7 @@ async def test_every_bad_file_gets_a_friendly_answer(
                 lambda v: v.kind == "photo" and (v.caption or "").startswith("🎨"), timeout=60
             )
             await user.send_photo(PHOTO)
-            await user.wait_for_message(lambda v: "style" in (v.text or ""))
+            await user.wait_for_message(lambda v: "style" in v.content)
 
 
 async def test_other_messages_get_hints(settings: Any, fake_telegram: FakeTelegram) -> None:
@@ -498,7 +498,7 @@ async def test_other_messages_get_hints(settings: Any, fake_telegram: FakeTelegr
         await user.wait_for_message(lambda v: v.text == texts.file_too_big(20))
         # a static sticker is a picture like any other
         await user.send_sticker()
-        await user.wait_for_message(lambda v: "style" in (v.text or ""))
+        await user.wait_for_message(lambda v: "style" in v.content)
         admin = fake_telegram.user(42)
         await admin.send_text("/stats")
         stats = await admin.wait_for_message()
@@ -544,7 +544,7 @@ async def test_restart_keeps_presets_settings_and_waiting_photo(
         await user.send_text("/strength 4")
         await user.wait_for_message(lambda v: v.text == texts.strength_set(4))
         await user.send_photo(PHOTO)
-        await user.wait_for_message(lambda v: "style" in (v.text or ""))
+        await user.wait_for_message(lambda v: "style" in v.content)
     executor = QuickExecutor()
     async with running_bot(settings, executor=executor):
         await user.send_text("/status")
@@ -553,7 +553,7 @@ async def test_restart_keeps_presets_settings_and_waiting_photo(
         assert "waiting for a style" in (status.text or "")
         await user.send_text("/presets")
         listing = await user.wait_for_message(lambda v: bool(v.buttons))
-        assert "Apply: ★ keeper" in [b["text"] for b in listing.buttons]
+        assert "1. Apply: ★ keeper" in [b["text"] for b in listing.buttons]
         # the old result's buttons still work after the restart
         await user.press(first, first.button(texts.BTN_STRONGER)["callback_data"])
         again = await user.wait_for_message(is_result)
@@ -573,7 +573,7 @@ async def test_real_engine_paints_two_photos(settings: Any, fake_telegram: FakeT
     async with running_bot(settings, job_params_override={"steps": [3]}):
         user = fake_telegram.user(1001)
         await user.send_photo(content.read_bytes())
-        await user.wait_for_message(lambda v: "style" in (v.text or ""))
+        await user.wait_for_message(lambda v: "style" in v.content)
         await user.send_photo(style.read_bytes())
         result = await user.wait_for_message(is_result, timeout=240)
         assert result.photo is not None

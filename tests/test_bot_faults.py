@@ -90,7 +90,7 @@ async def test_telegram_faults_lose_nothing_and_double_nothing(
             await user.wait_for_message(lambda v: "Strength:" in (v.text or ""), timeout=60)
             await user.send_photo(PHOTO)
             sent.append(last_update_id())
-            await user.wait_for_message(lambda v: "style" in (v.text or ""), timeout=60)
+            await user.wait_for_message(lambda v: "style" in v.content, timeout=60)
             await user.send_photo(STYLE)
             sent.append(last_update_id())
             await user.wait_for_message(is_result, timeout=90)
@@ -120,7 +120,7 @@ async def test_telegram_faults_lose_nothing_and_double_nothing(
         assert sum(is_result(m.latest) for m in messages) == 1
         assert sum("Strength:" in (m.text or "") for m in messages) == 1
         assert sum((m.text or "").startswith("How it works") for m in messages) == 1
-        assert sum(m.text == texts.content_received(False) for m in messages) == 1
+        assert sum(m.content == texts.content_received(False) for m in messages) == 1
         status = [m for m in messages if (m.versions[0].text or "").startswith("⏳")]
         assert len(status) == 1 and (status[0].text or "").startswith("✅"), [
             [v.text for v in m.versions] for m in messages
@@ -210,7 +210,7 @@ async def test_kill_9_during_preset_saves_and_during_a_job(
     proc = await start_bot_process(env)
     try:
         await user.send_photo(PHOTO)
-        await user.wait_for_message(lambda v: "style" in (v.text or ""), timeout=90)
+        await user.wait_for_message(lambda v: "style" in v.content, timeout=90)
         await user.send_photo(style)
         await user.wait_for_message(lambda v: "queue" in (v.text or ""), timeout=60)
         for n in range(40):

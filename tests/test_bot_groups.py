@@ -24,7 +24,7 @@ def settings(tmp_path: Path, fake_telegram: FakeTelegram, test_weights: str) -> 
 
 
 def is_offer(v: MessageVersion) -> bool:
-    return v.text in (texts.content_received(has, in_group=True) for has in (True, False))
+    return v.content in (texts.content_received(has, in_group=True) for has in (True, False))
 
 
 async def no_new_messages(member: GroupMember, before: int, executor: QuickExecutor) -> None:

@@ -411,7 +411,7 @@ def saver(live: LiveBot) -> FakeUser:
 
     async def setup() -> None:
         await user.send_photo(PHOTO)
-        await user.wait_for_message(lambda v: "style" in (v.text or ""))
+        await user.wait_for_message(lambda v: "style" in v.content)
         await user.send_photo(STYLE)
         await user.wait_for_message(is_result)
 
@@ -529,7 +529,7 @@ class Victim:
 
 async def _two_photos(user: FakeUser) -> MessageVersion:
     await user.send_photo(PHOTO)
-    await user.wait_for_message(lambda v: "style" in (v.text or ""))
+    await user.wait_for_message(lambda v: "style" in v.content)
     await user.send_photo(STYLE)
     return await user.wait_for_message(is_result)
 
@@ -558,6 +558,9 @@ def _forgeries(v: Victim) -> list[str]:
         kb.cancel_data(v.running_job),
         *[kb.result_data(v.done_job, op) for op in sorted(kb.RESULT_OPS)],
         *[kb.result_data(v.running_job, op) for op in sorted(kb.RESULT_OPS)],
+        kb.mix_pick_data(v.done_job, v.preset_id),
+        kb.mix_pick_data(v.done_job, 1),
+        kb.mix_page_data(v.done_job, 1),
     ]
 
 
@@ -729,7 +732,7 @@ def test_every_bad_file_as_photo_and_as_document(
                     return await user.wait_for_message(lambda v: not v.is_edit, timeout=60)
 
                 reply = live.call(send)
-                text = reply.text or ""
+                text = reply.content
                 assert text, (path.name, how, reply)
                 assert CRASH not in text, (path.name, how, text)
                 accepted = text == texts.content_received(True)
@@ -787,7 +790,7 @@ async def test_the_token_never_appears_in_debug_logs(
         await user.send_text("/help")  # a handler error whose text holds the token
         await user.wait_for_message(lambda v: CRASH in (v.text or ""), timeout=60)
         await user.send_photo(PHOTO)
-        await user.wait_for_message(lambda v: "style" in (v.text or ""), timeout=60)
+        await user.wait_for_message(lambda v: "style" in v.content, timeout=60)
         await user.send_photo(STYLE)
         result = await user.wait_for_message(is_result, timeout=180)
         await user.press(result, result.button(texts.BTN_FULL_RES)["callback_data"])

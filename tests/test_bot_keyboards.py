@@ -94,12 +94,12 @@ def test_encoders_refuse_bad_ids() -> None:
         kb._pack(kb.APPLY, "9" * 80)
 
 
-def test_style_keyboard_pages_six_with_arrows() -> None:
-    presets = [P(i, f"style{i}", owner_id=1 if i < 3 else None) for i in range(1, 15)]
+def test_style_keyboard_pages_ten_with_arrows() -> None:
+    presets = [P(i, f"style{i}", owner_id=1 if i < 3 else None) for i in range(1, 25)]
     first = kb.style_keyboard(presets, pair=PAIR, page=0)
     assert first is not None
     data = kb.all_callback_data(first)
-    assert len([d for d in data if d.startswith("1p")]) == 6
+    assert len([d for d in data if d.startswith("1p")]) == 10 == kb.PAGE_SIZE
     nav = first.inline_keyboard[-1]
     assert [b.text for b in nav] == [texts.BTN_NEXT]
     middle = kb.style_keyboard(presets, pair=PAIR, page=1)

@@ -50,7 +50,7 @@ COMMANDS = ("/start", "/help", "/status", "/strength 4", "/presets")
 
 
 def _is_reply_to(command: str, v: MessageVersion) -> bool:
-    text = v.text or ""
+    text = v.content  # a text, or a picture's caption (/presets sends the gallery)
     if v.is_edit:
         return False
     if command == "/start":

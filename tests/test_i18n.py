@@ -362,7 +362,7 @@ async def test_a_russian_speaking_user_gets_everything_in_russian(
 
         # a whole painting: prompt, status (queued → progress → done), preview, result, buttons
         await user.send_photo(PHOTO)
-        await user.wait_for_message(lambda v: v.text == in_russian(texts.content_received, True))
+        await user.wait_for_message(lambda v: v.content == in_russian(texts.content_received, True))
         await user.send_photo(STYLE)
         result = await user.wait_for_message(is_result)
         caption = result.caption or ""
@@ -430,7 +430,7 @@ async def test_language_command_switches_and_survives_a_restart(
 
 async def _two_photos_in_english(user: FakeUser) -> None:
     await user.send_photo(PHOTO)
-    await user.wait_for_message(lambda v: v.text == texts.content_received(False))
+    await user.wait_for_message(lambda v: v.content == texts.content_received(False))
     await user.send_photo(STYLE)
     result = await user.wait_for_message(is_result)
     assert "strength 3/5" in (result.caption or "")

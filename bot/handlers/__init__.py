@@ -3,7 +3,7 @@
 - start: /start, /help
 - intake: photos, images as files, stickers, albums; hints for other media and text
 - styles: /presets, /style, /save, /delete, preset commands, unknown commands
-- settings_cmds: /strength, /colors, /size, /status, /cancel
+- settings_cmds: /strength, /colors, /size, /brush, /status, /cancel
 - status + jobflow: starting jobs and the one status message per job, results
 - callbacks: every inline button
 - admin: /stats, /addpreset (unknown-command behaviour for non-admins)
@@ -70,6 +70,7 @@ def register(application: Application[Any, Any, Any, Any, Any, Any]) -> None:
         "colors": settings_cmds.cmd_colors,
         "colours": settings_cmds.cmd_colors,
         "size": settings_cmds.cmd_size,
+        "brush": settings_cmds.cmd_brush,
         "status": settings_cmds.cmd_status,
         "cancel": settings_cmds.cmd_cancel,
         "language": language.cmd_language,

@@ -8,15 +8,23 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from telegram import Update
-from telegram.error import BadRequest
+from telegram import Message, Update
+from telegram.error import BadRequest, TelegramError
 
-from bot import keyboards, texts
+from bot import gallery, keyboards, texts
 from bot.handlers.intake import offer_styles
-from bot.handlers.jobflow import Recipe, StyleRef, start_job, user_recipe
-from bot.handlers.styles import activate_preset
+from bot.handlers.jobflow import (
+    MAX_MIXED_STYLES,
+    Recipe,
+    StyleRef,
+    TooManyStyles,
+    start_job,
+    style_pictures,
+    user_recipe,
+)
+from bot.handlers.styles import activate_preset, presets_caption
 from bot.services import Context, Services, get_services
-from bot.storage import DuplicateName, Job, TooManyPresets
+from bot.storage import DuplicateName, Job, Preset, PresetNotFound, TooManyPresets
 from bot.telegram_io import answer_query, is_not_modified, reply, with_retries
 
 log = logging.getLogger(__name__)
@@ -47,6 +55,38 @@ async def _edit_markup(update: Update, markup: Any) -> None:
     except BadRequest as exc:
         if not is_not_modified(exc):
             log.info("cannot edit buttons: %s", exc)
+
+
+async def _turn_page(
+    update: Update,
+    services: Services,
+    presets: list[Preset],
+    page: int,
+    markup: Any,
+    caption: str | None = None,
+) -> None:
+    """Show another page of a gallery: its contact sheet and buttons. A message without a
+    picture (/start's buttons, galleries from before the contact sheets) changes its buttons."""
+    query = update.callback_query
+    assert query is not None
+    message = query.message
+    if not isinstance(message, Message) or not message.photo or not presets:
+        await _edit_markup(update, markup)
+        return
+    _, chunk = gallery.page_of(presets, page)
+    try:
+        await gallery.edit_sheet(
+            update.get_bot(),
+            services.storage,
+            message.chat_id,
+            message.message_id,
+            chunk,
+            caption=caption if caption is not None else (message.caption or ""),
+            reply_markup=markup,
+        )
+    except TelegramError as exc:
+        log.info("gallery page not shown: %s", exc)
+        await _edit_markup(update, markup)
 
 
 # -- style buttons under a waiting photo -----------------------------------------------------
@@ -98,8 +138,12 @@ async def _style_page(
         presets = await services.storage.list_presets(user.id)
     else:
         presets = await services.storage.list_global_presets()
+        await answer_query(update)
+        await _edit_markup(update, keyboards.style_keyboard(presets, pair=None, page=cb.page))
+        return
     await answer_query(update)
-    await _edit_markup(update, keyboards.style_keyboard(presets, pair=cb.pair, page=cb.page))
+    markup = keyboards.style_keyboard(presets, pair=cb.pair, page=cb.page, numbered=True)
+    await _turn_page(update, services, presets, cb.page, markup)
 
 
 # -- /presets and /start buttons -------------------------------------------------------------
@@ -130,11 +174,15 @@ async def _delete(
     if preset.owner_id != user.id:
         await answer_query(update, texts.NOT_YOUR_BUTTON)
         return
+    before = await services.storage.list_presets(user.id)
+    page = next((i for i, p in enumerate(before) if p.id == preset.id), 0) // keyboards.PAGE_SIZE
     await services.storage.delete_preset(preset.id, user.id)
     await answer_query(update, texts.preset_deleted(preset.name))
     await reply(update, texts.preset_deleted(preset.name))
     presets = await services.storage.list_presets(user.id)
-    await _edit_markup(update, keyboards.presets_list_keyboard(presets, user_id=user.id))
+    page = keyboards.clamp_page(page, len(presets))
+    markup = keyboards.presets_list_keyboard(presets, user_id=user.id, page=page)
+    await _turn_page(update, services, presets, page, markup, presets_caption(presets, user.id))
 
 
 async def _list_page(
@@ -144,9 +192,8 @@ async def _list_page(
     assert user is not None
     presets = await services.storage.list_presets(user.id)
     await answer_query(update)
-    await _edit_markup(
-        update, keyboards.presets_list_keyboard(presets, user_id=user.id, page=cb.page)
-    )
+    markup = keyboards.presets_list_keyboard(presets, user_id=user.id, page=cb.page)
+    await _turn_page(update, services, presets, cb.page, markup, presets_caption(presets, user.id))
 
 
 async def _size(
@@ -216,8 +263,21 @@ async def _result(
     recipe = Recipe.of_job(job.meta, services.settings.default_size)
     strength, colors = recipe.strength, recipe.colors
     op = cb.op
-    if op in (keyboards.WEAKER, keyboards.STRONGER, keyboards.COLORS):
-        if op == keyboards.WEAKER:
+    brush = recipe.brush
+    if op in (
+        keyboards.WEAKER,
+        keyboards.STRONGER,
+        keyboards.COLORS,
+        keyboards.FINER,
+        keyboards.BIGGER,
+    ):
+        if op in (keyboards.FINER, keyboards.BIGGER):
+            step = keyboards.brush_step(brush, -1 if op == keyboards.FINER else +1)
+            if step is None:
+                await answer_query(update, texts.FINEST if op == keyboards.FINER else texts.BIGGEST)
+                return
+            brush = step
+        elif op == keyboards.WEAKER:
             if strength <= 1:
                 await answer_query(update, texts.WEAKEST)
                 return
@@ -237,7 +297,7 @@ async def _result(
             chat_id=job.chat_id,
             pair=pair,
             style=style,
-            recipe=replace(recipe, strength=strength, colors=colors),
+            recipe=replace(recipe, strength=strength, colors=colors, brush=brush),
             init_job=job.id,
         )
     elif op == keyboards.FULL_RES:
@@ -268,24 +328,144 @@ async def _result(
         )
     elif op == keyboards.SAVE_STYLE:
         await _save_style(update, services, job, pair, style)
+    elif op == keyboards.MIX:
+        await _offer_mix(update, context, services, job, style)
+
+
+async def _mix_choices(services: Services, user_id: int) -> list[Preset]:
+    """What a style can be mixed with: every style the user sees but saved mixes."""
+    return [p for p in await services.storage.list_presets(user_id) if not p.is_mix]
+
+
+async def _offer_mix(
+    update: Update, context: Context, services: Services, job: Job, style: StyleRef
+) -> None:
+    """ "Mix with…": the gallery of the styles to mix this painting's style with."""
+    if style.mix_preset_id is not None:
+        await answer_query(update, texts.MIX_TOO_MANY, alert=True)
+        return
+    if style.preset_id is not None:
+        base = await services.storage.get_preset(style.preset_id)
+        if base is not None and base.is_mix:
+            await answer_query(update, texts.MIX_TOO_MANY, alert=True)
+            return
+    presets = await _mix_choices(services, job.user_id)
+    if not presets:
+        await answer_query(update, texts.MIX_NO_STYLES, alert=True)
+        return
+    await answer_query(update)
+    markup = keyboards.mix_keyboard(presets, job_id=job.id)
+    _, page = gallery.page_of(presets, 0)
+    reply_to = job.meta.result_msg
+    try:
+        await gallery.send_sheet(
+            context.bot,
+            services.storage,
+            job.chat_id,
+            page,
+            caption=texts.MIX_PROMPT,
+            reply_markup=markup,
+            reply_to=reply_to,
+        )
+    except TelegramError as exc:
+        log.info("mix gallery not sent: %s", exc)
+        await reply(update, texts.MIX_PROMPT, reply_markup=markup)
+
+
+async def _mix_page(
+    update: Update, context: Context, services: Services, cb: keyboards.Callback
+) -> None:
+    assert cb.job_id is not None
+    job = await _owned_job(update, services, cb.job_id)
+    if job is None:
+        return
+    await answer_query(update)
+    presets = await _mix_choices(services, job.user_id)
+    markup = keyboards.mix_keyboard(presets, job_id=job.id, page=cb.page)
+    await _turn_page(update, services, presets, cb.page, markup, texts.MIX_PROMPT)
+
+
+async def _mix_pick(
+    update: Update, context: Context, services: Services, cb: keyboards.Callback
+) -> None:
+    """A style picked to mix with a painting's: paint again from that result, half and half."""
+    assert cb.job_id is not None and cb.preset_id is not None
+    job = await _owned_job(update, services, cb.job_id)
+    if job is None:
+        return
+    pair = job.meta.pair
+    result = None
+    if pair is not None:
+        result = await asyncio.to_thread(services.pairs.result, pair, job.id)
+    if pair is None or result is None:
+        await answer_query(update, texts.RESULT_EXPIRED, alert=True)
+        return
+    preset = await services.storage.get_preset(cb.preset_id)
+    if preset is None or (preset.owner_id is not None and preset.owner_id != job.user_id):
+        await answer_query(update, texts.preset_not_found(str(cb.preset_id)))
+        return
+    style = StyleRef.of_job(job.meta)
+    if style.mix_preset_id is not None or preset.is_mix:
+        await answer_query(update, texts.MIX_TOO_MANY, alert=True)
+        return
+    await answer_query(update, texts.STARTING)
+    await start_job(
+        services,
+        context.bot,
+        user_id=job.user_id,
+        chat_id=job.chat_id,
+        pair=pair,
+        style=style.mixed_with(preset),
+        recipe=Recipe.of_job(job.meta, services.settings.default_size),
+        init_job=job.id,
+    )
+
+
+async def _brush(
+    update: Update, context: Context, services: Services, cb: keyboards.Callback
+) -> None:
+    user = update.effective_user
+    chat = update.effective_chat
+    assert user is not None and cb.level is not None
+    brush = keyboards.BRUSH_LEVELS[cb.level]
+    name = keyboards.BRUSH_NAMES.get(brush)
+    if name is None:
+        await answer_query(update, texts.BRUSH_USAGE)
+        return
+    await services.storage.ensure_user(user.id, chat.id if chat else user.id, user.full_name)
+    await services.storage.update_user_settings(user.id, brush=brush)
+    await answer_query(update, texts.brush_set(name))
+    await _edit_markup(update, keyboards.brush_keyboard(brush))
 
 
 async def _save_style(
     update: Update, services: Services, job: Job, pair: str, style: StyleRef
 ) -> None:
-    if style.preset_id is not None:
+    if style.preset_id is not None and style.mix_preset_id is None:
         await answer_query(update, texts.result_style_is_preset(style.name))
         return
-    image = await asyncio.to_thread(services.pairs.style, pair, style.file or "")
-    if image is None:
+    try:
+        pictures = await style_pictures(services, pair, style)
+    except (PresetNotFound, TooManyStyles):
+        pictures = ()
+    if not pictures or len(pictures) > MAX_MIXED_STYLES:
         await answer_query(update, texts.RESULT_EXPIRED, alert=True)
         return
+    image, mix_image = pictures[0], (pictures[1] if len(pictures) > 1 else None)
+    thumbnail = await gallery.thumbnail_or_none(image, mix_image)
     storage = services.storage
     limit = services.settings.max_presets_per_user
     for n in range(1, limit + 2):
-        name = f"style {n}"
+        name = f"mix {n}" if mix_image is not None else f"style {n}"
         try:
-            preset = await storage.add_preset(job.user_id, name, image, max_per_owner=limit)
+            preset = await storage.add_preset(
+                job.user_id,
+                name,
+                image,
+                max_per_owner=limit,
+                thumbnail=thumbnail,
+                mix_image=mix_image,
+            )
         except DuplicateName:
             continue
         except TooManyPresets as exc:
@@ -306,4 +486,7 @@ _HANDLERS = {
     keyboards.SIZE: _size,
     keyboards.CANCEL: _cancel,
     keyboards.RESULT: _result,
+    keyboards.MIX_PICK: _mix_pick,
+    keyboards.MIX_PAGE: _mix_page,
+    keyboards.BRUSH: _brush,
 }

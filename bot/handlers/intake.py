@@ -27,12 +27,12 @@ from typing import Any
 from telegram import Bot, Message, Update
 from telegram.error import TelegramError
 
-from bot import keyboards, texts
+from bot import gallery, keyboards, texts
 from bot.handlers.errors import report_error
 from bot.handlers.jobflow import StyleRef, paint_with_preset, start_job, user_recipe
-from bot.handlers.styles import add_builtin_from_picture, save_own_preset
+from bot.handlers.styles import add_builtin_from_picture, find_mix, save_own_preset
 from bot.services import Context, Services, get_services
-from bot.storage import PendingPicture
+from bot.storage import PendingPicture, Preset
 from bot.telegram_io import reply, send_text, with_retries
 from engine.errors import ImageError
 from engine.images import probe_image, reencode_for_storage
@@ -150,7 +150,8 @@ async def handle_picture(
     user = await storage.ensure_user(tg_user.id, chat.id, tg_user.full_name)
     recipe = user_recipe(services, user)
 
-    preset = None
+    preset: Preset | None = None
+    mix: Preset | None = None
     from_caption = False
     command = _caption_command(caption)
     if command is not None:
@@ -162,13 +163,20 @@ async def handle_picture(
             await save_own_preset(update, services, arg, data)
             return
         wanted = arg if name == "style" else name
-        if wanted and name not in ("addpreset",):
+        if name == "style" and "+" in wanted:  # a mix for this photo: /style A + B
+            pair_of_presets = await find_mix(update, services, wanted)
+            if pair_of_presets is not None:
+                preset, mix = pair_of_presets
+                from_caption = True
+        elif wanted and name not in ("addpreset",):
             preset = await storage.find_preset(wanted, tg_user.id)
             from_caption = preset is not None
             if preset is None and name == "style":
                 await reply(update, texts.preset_not_found(wanted))
     if preset is None and user.active_preset_id is not None:
         preset = await storage.get_preset(user.active_preset_id)
+        if preset is not None and user.mix_preset_id is not None:
+            mix = await storage.get_preset(user.mix_preset_id)
     if preset is not None:
         await paint_with_preset(
             services,
@@ -179,6 +187,7 @@ async def handle_picture(
             photo_message=message_id,
             preset=preset,
             recipe=recipe,
+            mix=mix,
         )
         if from_caption:  # a photo with its own style replaces any photo that was waiting
             await storage.clear_pending(chat.id, tg_user.id, "content")
@@ -219,18 +228,30 @@ async def set_content(
 async def offer_styles(
     services: Services, bot: Bot, *, user_id: int, chat_id: int, pair: str, text: str | None = None
 ) -> None:
-    """The style buttons for `pair`'s photo, as a reply to that photo."""
+    """The style gallery for `pair`'s photo (a contact sheet of the first page, with a
+    numbered button per style), as a reply to that photo; just the prompt without styles."""
     presets = await services.storage.list_presets(user_id)
-    markup = keyboards.style_keyboard(presets, pair=pair)
+    markup = keyboards.style_keyboard(presets, pair=pair, numbered=True)
     owner = await asyncio.to_thread(services.pairs.owner, pair)
-    await send_text(
-        bot,
-        chat_id,
-        # group and supergroup chat ids are negative, private ones are the user's own id
-        text or texts.content_received(bool(presets), in_group=chat_id < 0),
-        reply_to=owner.message_id if owner else None,
-        reply_markup=markup,
-    )
+    reply_to = owner.message_id if owner else None
+    # group and supergroup chat ids are negative, private ones are the user's own id
+    prompt = text or texts.content_received(bool(presets), in_group=chat_id < 0)
+    if presets:
+        _, page = gallery.page_of(presets, 0)
+        try:
+            await gallery.send_sheet(
+                bot,
+                services.storage,
+                chat_id,
+                page,
+                caption=prompt,
+                reply_markup=markup,
+                reply_to=reply_to,
+            )
+            return
+        except TelegramError as exc:  # the buttons alone still work
+            log.warning("style gallery not sent: %s", exc)
+    await send_text(bot, chat_id, prompt, reply_to=reply_to, reply_markup=markup)
 
 
 async def paint_pair(

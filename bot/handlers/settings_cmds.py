@@ -59,6 +59,23 @@ async def cmd_size(update: Update, context: Context) -> None:
     await reply(update, texts.SIZE_PROMPT, reply_markup=keyboards.size_keyboard(sizes, current))
 
 
+async def cmd_brush(update: Update, context: Context) -> None:
+    """/brush small|medium|large: the size of the strokes (the engine's style_scale)."""
+    services = get_services(context)
+    user = await services.ensure_sender(update)
+    args = [a.lower() for a in context.args or []]
+    by_name = {name: value for value, name in keyboards.BRUSH_NAMES.items()}
+    words = {*by_name, *(texts.brush_name(name).lower() for name in by_name)}
+    if len(args) != 1 or args[0] not in words:
+        await reply(
+            update, texts.BRUSH_USAGE, reply_markup=keyboards.brush_keyboard(float(user.brush))
+        )
+        return
+    name = next(n for n in by_name if args[0] in (n, texts.brush_name(n).lower()))
+    await services.storage.update_user_settings(user.user_id, brush=by_name[name])
+    await reply(update, texts.brush_set(name))
+
+
 async def cmd_status(update: Update, context: Context) -> None:
     services = get_services(context)
     user = await services.ensure_sender(update)

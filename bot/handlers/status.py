@@ -259,7 +259,12 @@ class StatusBoard:
             height=result.height,
         )
         markup = keyboards.result_keyboard(
-            job.id, strength=meta.strength, colors=meta.colors, can_save=meta.preset_id is None
+            job.id,
+            strength=meta.strength,
+            colors=meta.colors,
+            # a picture the user sent, or a mix, is not a saved style yet
+            can_save=meta.preset_id is None or meta.mix_preset_id is not None,
+            brush=meta.brush,
         )
         with contextlib.suppress(TelegramError):  # only a hint: the upload goes on without it
             await self.bot.send_chat_action(job.chat_id, ChatAction.UPLOAD_PHOTO)
