@@ -633,9 +633,18 @@ def queue_busy(retry_after_s: float) -> str:
 
 
 def result_caption(
-    *, style: str, strength: int, colors: bool, seconds: float, width: int, height: int
+    *,
+    style: str,
+    strength: int,
+    colors: bool,
+    seconds: float,
+    width: int,
+    height: int,
+    brush: float = 1.0,
 ) -> str:
     parts = [f"🎨 {style}", _("strength {strength}/5").format(strength=strength)]
+    if brush != 1.0:
+        parts.append(_("brush ×{scale}").format(scale=f"{brush:g}"))
     if colors:
         parts.append(_("colours kept"))
     parts.append(f"{width}×{height}")

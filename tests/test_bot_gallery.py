@@ -307,6 +307,15 @@ async def test_brush_setting_and_stroke_buttons(settings: Any, fake_telegram: Fa
         await user.wait_for_message(lambda v: v.text == texts.brush_set("large"))
         first = await two_photos(user)
         assert executor.specs[-1].params.style_scale == 2.0
+        assert texts.result_caption(
+            style="your picture",
+            strength=3,
+            colors=False,
+            seconds=1.5,
+            width=96,
+            height=72,
+            brush=2.0,
+        ) == first.caption and "brush ×2" in (first.caption or "")
 
         await user.press(first, first.button(texts.BTN_BIGGER)["callback_data"])
         bigger = await user.wait_for_message(is_result)

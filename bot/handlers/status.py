@@ -257,6 +257,7 @@ class StatusBoard:
             seconds=seconds,
             width=result.width,
             height=result.height,
+            brush=meta.brush,
         )
         markup = keyboards.result_keyboard(
             job.id,
