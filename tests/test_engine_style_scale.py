@@ -70,3 +70,23 @@ def test_gram_targets_come_from_the_scaled_style_picture(
     )
     assert (result.width, result.height) == (64, 48)  # the painting keeps its own size
     assert seen and all(max(shape[:2]) == expected for shape in seen), seen
+
+
+@pytest.mark.slow
+def test_a_bigger_brush_paints_bigger_strokes() -> None:
+    """The stroke size (autocorrelation half-width of the band-pass luminance, see
+    benchmarks/bench_stroke_size.py) grows with the style scale, on trained weights."""
+    pytest.importorskip("tensorflow")
+    from benchmarks.bench_stroke_size import autocorrelation_half_width
+    from engine.api import stylize
+    from tests.conftest import shared_file
+
+    weights = shared_file("models", "vgg19_vgg16features_notop.weights.h5")
+    content = shared_file("images", "content", "tubingen.jpg").read_bytes()
+    style = shared_file("images", "styles", "starry_night.jpg").read_bytes()
+    widths = {}
+    for scale in (0.5, 2.0):
+        params = StyleParams(size=96, strength=4.0, steps=(150,), style_scale=scale, preview=False)
+        result = stylize(content, [style], params, weights=str(weights))
+        widths[scale] = autocorrelation_half_width(result.image)
+    assert widths[2.0] > 1.1 * widths[0.5], widths
