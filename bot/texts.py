@@ -444,6 +444,11 @@ def brush_name(name: str) -> str:
     return _(_BRUSH_NAMES[name])
 
 
+def brush_label(name: str | None, scale: float) -> str:
+    """small, medium or large (translated) for /brush's sizes, else the scale (×4)."""
+    return brush_name(name) if name is not None else f"×{scale:g}"
+
+
 def brush_set(name: str) -> str:
     return _("Brush size: {size}. Your next paintings use it.").format(size=brush_name(name))
 
@@ -502,7 +507,9 @@ def status_text(
     active_style: str | None,
     positions: Sequence[int],
     has_pending_content: bool,
+    brush: str | None = None,
 ) -> str:
+    """`brush`: the brush's label (`brush_label`), shown when given."""
     lines = []
     if positions:
         for pos in positions:
@@ -525,6 +532,8 @@ def status_text(
         if active_style
         else _("Active style: none")
     )
+    if brush is not None:
+        lines.append(_("Brush: {size}").format(size=brush))
     return "\n".join(lines)
 
 

@@ -222,6 +222,21 @@ async def test_mix_two_styles_save_it_and_paint_with_it(
         await user.wait_for_message(
             lambda v: v.text == texts.style_mix_activated("starry_night", "great_wave", False)
         )
+        await user.send_text("/status")
+        status = await user.wait_for_message(lambda v: "Strength" in (v.text or ""))
+        assert "Active style: starry_night + great_wave" in (status.text or "")
+        assert (
+            texts.status_text(
+                strength=3,
+                colors=False,
+                size=64,
+                active_style="starry_night + great_wave",
+                positions=[],
+                has_pending_content=False,
+                brush="medium",
+            )
+            == status.text
+        )
         await user.send_photo(PHOTO)
         mixed = await user.wait_for_message(is_result)
         assert (mixed.caption or "").startswith("🎨 starry_night + great_wave")
@@ -305,6 +320,9 @@ async def test_brush_setting_and_stroke_buttons(settings: Any, fake_telegram: Fa
         )
         await user.send_text("/brush large")
         await user.wait_for_message(lambda v: v.text == texts.brush_set("large"))
+        await user.send_text("/status")
+        status = await user.wait_for_message(lambda v: "Strength" in (v.text or ""))
+        assert "Brush: large" in (status.text or "")
         first = await two_photos(user)
         assert executor.specs[-1].params.style_scale == 2.0
         assert texts.result_caption(

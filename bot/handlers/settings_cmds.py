@@ -91,6 +91,9 @@ async def cmd_status(update: Update, context: Context) -> None:
     if user.active_preset_id is not None:
         preset = await services.storage.get_preset(user.active_preset_id)
         active = preset.name if preset else None
+        if preset is not None and user.mix_preset_id is not None:
+            mix = await services.storage.get_preset(user.mix_preset_id)
+            active = texts.mix_name(preset.name, mix.name) if mix else active
     recipe = user_recipe(services, user)
     waiting = await services.storage.get_pending(chat.id, user.user_id, "content")
     await reply(
@@ -102,6 +105,7 @@ async def cmd_status(update: Update, context: Context) -> None:
             active_style=active,
             positions=sorted(positions),
             has_pending_content=waiting is not None,
+            brush=texts.brush_label(keyboards.BRUSH_NAMES.get(recipe.brush), recipe.brush),
         ),
     )
 
