@@ -41,6 +41,8 @@ PRUNE_EVERY_S = 6 * 3600.0
 # Finished job rows and forgotten waiting pictures are kept this long, then deleted.
 JOBS_MAX_AGE_DAYS = 30.0
 PENDING_MAX_AGE_DAYS = 7.0
+TELEGRAM_FILES_MAX_AGE_DAYS = 30.0
+"""Gallery sheets' file_ids are kept this long, then uploaded once again when shown."""
 # The bot touches data/heartbeat this often; the Docker health check reads its age.
 HEARTBEAT_EVERY_S = 30.0
 HEARTBEAT_FILE = "heartbeat"
@@ -197,13 +199,14 @@ def _language_code(language: str) -> str | None:
 
 
 async def _housekeeping(services: Services) -> None:
-    """Forget old pictures kept for buttons, old job rows and old waiting pictures, now and
-    every few hours."""
+    """Forget old pictures kept for buttons, old job rows, old waiting pictures and old file_ids
+    of gallery sheets, now and every few hours."""
     while True:
         try:
             removed = await asyncio.to_thread(services.pairs.prune)
             jobs = await services.storage.prune_jobs(JOBS_MAX_AGE_DAYS)
             pending = await services.storage.prune_pending(PENDING_MAX_AGE_DAYS)
+            await services.storage.prune_telegram_files(TELEGRAM_FILES_MAX_AGE_DAYS)
             if removed or jobs or pending:
                 log.info(
                     "removed %d expired picture pairs, %d old jobs, %d old waiting pictures",

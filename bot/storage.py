@@ -1097,6 +1097,16 @@ class Storage:
                 (key, file_id, now),
             )
 
+    async def prune_telegram_files(self, older_than_days: float) -> int:
+        """Forget file_ids kept longer than that (a page still shown is uploaded once again;
+        pages of styles long gone stop taking room). Returns how many."""
+        cutoff = self._cutoff(older_than_days)
+        async with self._tx() as db:
+            cursor = await db.execute("DELETE FROM telegram_files WHERE created_at < ?", (cutoff,))
+            deleted = cursor.rowcount
+            await cursor.close()
+        return deleted
+
     async def forget_telegram_file(self, key: str) -> None:
         """Drop a file_id Telegram no longer accepts: the next use uploads again."""
         async with self._tx() as db:

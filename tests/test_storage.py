@@ -1033,6 +1033,15 @@ async def test_telegram_file_ids(store: Storage) -> None:
         await store.set_telegram_file("", "x")
 
 
+async def test_prune_telegram_files(store: Storage, clock: Clock) -> None:
+    await store.set_telegram_file("old", "A")
+    clock.now += 31 * 86400
+    await store.set_telegram_file("new", "B")
+    assert await store.prune_telegram_files(30) == 1
+    assert await store.telegram_file("old") is None
+    assert await store.telegram_file("new") == "B"
+
+
 async def test_latest_job(store: Storage, clock: Clock) -> None:
     await store.ensure_user(1, 1, "a")
     assert await store.latest_job(1) is None
