@@ -21,6 +21,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STYLEBOT_DATA_DIR=/data \
     STYLEBOT_SEED_DIR=/opt/stylebot/seed
 
+# DejaVu Sans for the names on the gallery's contact sheets (bot/gallery.py; Pillow's built-in
+# font has no Cyrillic).
+RUN apt-get update \
+ && apt-get install --yes --no-install-recommends fonts-dejavu-core \
+ && rm -rf /var/lib/apt/lists/*
+
 # The runtime user. KERAS_HOME must stay writable by it: Keras ignores a cache directory it
 # cannot write to (it falls back to /tmp/.keras and downloads again), so run the image as this
 # user, not with another --user.
