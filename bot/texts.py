@@ -611,6 +611,9 @@ JOB_FAILURES: dict[str, str] = {
     ),
     FailureCode.FAILED: N_("Something went wrong while painting. Please try again."),
 }
+# Parameters come from the bot, never from a person: a refusal of them is a bot/worker version
+# mismatch or a bug, and the engine's English reason (kept in the job's error) helps no user.
+JOB_FAILURES[FailureCode.BAD_PARAMS] = JOB_FAILURES[FailureCode.FAILED]
 """What a user reads when a job fails, by `engine.job.FailureCode` (msgids: `job_failed`
 translates them)."""
 
