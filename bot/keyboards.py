@@ -12,7 +12,7 @@ in-memory state, so old messages keep working after a restart.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -237,6 +237,27 @@ def _numbered(number: int, label: str, numbered: bool) -> str:
     return f"{number}. {label}" if numbered else label
 
 
+def _page(presets: Sequence[PresetLike], page: int) -> tuple[int, Sequence[PresetLike]]:
+    """The page number (clamped) and its presets."""
+    page = clamp_page(page, len(presets))
+    return page, presets[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+
+
+def _paged(
+    rows: list[list[InlineKeyboardButton]],
+    page: int,
+    count: int,
+    page_data: Callable[[int], str],
+) -> InlineKeyboardMarkup:
+    """`rows`, with ◀ ▶ under them where there is a page before or after this one."""
+    nav = []
+    if page > 0:
+        nav.append(_button(texts.BTN_PREV, page_data(page - 1)))
+    if page < page_count(count) - 1:
+        nav.append(_button(texts.BTN_NEXT, page_data(page + 1)))
+    return InlineKeyboardMarkup([*rows, nav] if nav else rows)
+
+
 def style_keyboard(
     presets: Sequence[PresetLike], *, pair: str | None, page: int = 0, numbered: bool = False
 ) -> InlineKeyboardMarkup | None:
@@ -248,8 +269,7 @@ def style_keyboard(
     """
     if not presets:
         return None
-    page = clamp_page(page, len(presets))
-    chunk = presets[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    page, chunk = _page(presets, page)
     buttons = [
         _button(
             _numbered(i + 1, texts.btn_preset(p.name, p.owner_id is not None), numbered),
@@ -258,14 +278,7 @@ def style_keyboard(
         for i, p in enumerate(chunk)
     ]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
-    nav = []
-    if page > 0:
-        nav.append(_button(texts.BTN_PREV, style_page_data(pair, page - 1)))
-    if page < page_count(len(presets)) - 1:
-        nav.append(_button(texts.BTN_NEXT, style_page_data(pair, page + 1)))
-    if nav:
-        rows.append(nav)
-    return InlineKeyboardMarkup(rows)
+    return _paged(rows, page, len(presets), lambda n: style_page_data(pair, n))
 
 
 def presets_list_keyboard(
@@ -275,9 +288,8 @@ def presets_list_keyboard(
     the user's own."""
     if not presets:
         return None
-    page = clamp_page(page, len(presets))
+    page, chunk = _page(presets, page)
     rows = []
-    chunk = presets[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
     for number, p in enumerate(chunk, start=1):
         own = p.owner_id == user_id
         label = f"{number}. {texts.BTN_APPLY}: {texts.btn_preset(p.name, own)}"
@@ -285,14 +297,7 @@ def presets_list_keyboard(
         if own:
             row.append(_button(texts.BTN_DELETE, delete_data(p.id)))
         rows.append(row)
-    nav = []
-    if page > 0:
-        nav.append(_button(texts.BTN_PREV, list_page_data(page - 1)))
-    if page < page_count(len(presets)) - 1:
-        nav.append(_button(texts.BTN_NEXT, list_page_data(page + 1)))
-    if nav:
-        rows.append(nav)
-    return InlineKeyboardMarkup(rows)
+    return _paged(rows, page, len(presets), list_page_data)
 
 
 def mix_keyboard(
@@ -301,8 +306,7 @@ def mix_keyboard(
     """ "Mix with…": a button per preset of the page (numbered as on its contact sheet)."""
     if not presets:
         return None
-    page = clamp_page(page, len(presets))
-    chunk = presets[page * PAGE_SIZE : (page + 1) * PAGE_SIZE]
+    page, chunk = _page(presets, page)
     buttons = [
         _button(
             _numbered(i + 1, texts.btn_preset(p.name, p.owner_id is not None), True),
@@ -311,14 +315,7 @@ def mix_keyboard(
         for i, p in enumerate(chunk)
     ]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
-    nav = []
-    if page > 0:
-        nav.append(_button(texts.BTN_PREV, mix_page_data(job_id, page - 1)))
-    if page < page_count(len(presets)) - 1:
-        nav.append(_button(texts.BTN_NEXT, mix_page_data(job_id, page + 1)))
-    if nav:
-        rows.append(nav)
-    return InlineKeyboardMarkup(rows)
+    return _paged(rows, page, len(presets), lambda n: mix_page_data(job_id, n))
 
 
 def brush_keyboard(current: float) -> InlineKeyboardMarkup:
