@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any
 
@@ -214,6 +215,10 @@ async def _size(
 
 
 # -- job buttons ----------------------------------------------------------------------------
+ButtonHandler = Callable[[Update, Context, Services, keyboards.Callback], Awaitable[None]]
+JobButtonHandler = Callable[[Update, Context, Services, keyboards.Callback, Job], Awaitable[None]]
+
+
 async def _owned_job(update: Update, services: Services, job_id: str) -> Job | None:
     """The job if it exists and belongs to the presser; otherwise answers and returns None."""
     user = update.effective_user
@@ -228,13 +233,24 @@ async def _owned_job(update: Update, services: Services, job_id: str) -> Job | N
     return job
 
 
+def _job_button(handler: JobButtonHandler) -> ButtonHandler:
+    """A button about a job: `handler` runs with the job, only for the job's owner."""
+
+    async def with_owned_job(
+        update: Update, context: Context, services: Services, cb: keyboards.Callback
+    ) -> None:
+        assert cb.job_id is not None
+        job = await _owned_job(update, services, cb.job_id)
+        if job is not None:
+            await handler(update, context, services, cb, job)
+
+    return with_owned_job
+
+
+@_job_button
 async def _cancel(
-    update: Update, context: Context, services: Services, cb: keyboards.Callback
+    update: Update, context: Context, services: Services, cb: keyboards.Callback, job: Job
 ) -> None:
-    assert cb.job_id is not None
-    job = await _owned_job(update, services, cb.job_id)
-    if job is None:
-        return
     if job.finished:
         await answer_query(update, texts.ALREADY_FINISHED)
         return
@@ -242,13 +258,10 @@ async def _cancel(
     await answer_query(update, texts.CANCEL_REQUESTED if cancelled else texts.ALREADY_FINISHED)
 
 
+@_job_button
 async def _result(
-    update: Update, context: Context, services: Services, cb: keyboards.Callback
+    update: Update, context: Context, services: Services, cb: keyboards.Callback, job: Job
 ) -> None:
-    assert cb.job_id is not None
-    job = await _owned_job(update, services, cb.job_id)
-    if job is None:
-        return
     pair = job.meta.pair
     if pair is None:
         await answer_query(update, texts.RESULT_EXPIRED, alert=True)
@@ -372,27 +385,22 @@ async def _offer_mix(
         await reply(update, texts.MIX_PROMPT, reply_markup=markup)
 
 
+@_job_button
 async def _mix_page(
-    update: Update, context: Context, services: Services, cb: keyboards.Callback
+    update: Update, context: Context, services: Services, cb: keyboards.Callback, job: Job
 ) -> None:
-    assert cb.job_id is not None
-    job = await _owned_job(update, services, cb.job_id)
-    if job is None:
-        return
     await answer_query(update)
     presets = await _mix_choices(services, job.user_id)
     markup = keyboards.mix_keyboard(presets, job_id=job.id, page=cb.page)
     await _turn_page(update, services, presets, cb.page, markup, texts.MIX_PROMPT)
 
 
+@_job_button
 async def _mix_pick(
-    update: Update, context: Context, services: Services, cb: keyboards.Callback
+    update: Update, context: Context, services: Services, cb: keyboards.Callback, job: Job
 ) -> None:
     """A style picked to mix with a painting's: paint again from that result, half and half."""
-    assert cb.job_id is not None and cb.preset_id is not None
-    job = await _owned_job(update, services, cb.job_id)
-    if job is None:
-        return
+    assert cb.preset_id is not None
     pair = job.meta.pair
     result = None
     if pair is not None:
@@ -477,7 +485,7 @@ async def _save_style(
     await answer_query(update, texts.too_many_presets(limit), alert=True)
 
 
-_HANDLERS = {
+_HANDLERS: dict[str, ButtonHandler] = {
     keyboards.STYLE: _style,
     keyboards.STYLE_PAGE: _style_page,
     keyboards.APPLY: _apply,
