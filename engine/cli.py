@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
         "default %(default)s)",
     )  # fmt: skip
     parser.add_argument(
+        "--target-loss", type=float, default=DEFAULTS.target_loss, metavar="LOSS",
+        help="stop as soon as the loss (weighted objective, as reported) reaches LOSS "
+        "(L-BFGS; default: run every step)",
+    )  # fmt: skip
+    parser.add_argument(
         "--init-image", type=Path, default=None, help="warm start from a previous result"
     )
     parser.add_argument(
@@ -140,6 +145,7 @@ def params_from_args(args: argparse.Namespace) -> StyleParams:
         "mixed_precision": args.mixed_precision,
         "style_blend": tuple(args.style_blend) if args.style_blend else None,
         "style_scale": args.style_scale,
+        "target_loss": args.target_loss,
         "output_format": "png" if args.output.suffix.lower() == ".png" else "jpeg",
     }
     if args.content_weight is not None:

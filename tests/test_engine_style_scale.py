@@ -36,6 +36,9 @@ def test_cli_flag() -> None:
     assert params_from_args(args).style_scale == 2.0
     args = parser.parse_args(["c.jpg", "s.jpg", "-o", "out.jpg"])
     assert params_from_args(args).style_scale == 1.0
+    assert params_from_args(args).target_loss is None
+    args = parser.parse_args(["c.jpg", "s.jpg", "-o", "out.jpg", "--target-loss", "60120"])
+    assert params_from_args(args).target_loss == 60120.0
 
 
 def test_cli_refuses_a_scale_out_of_range(tmp_path: Path) -> None:
