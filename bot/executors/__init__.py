@@ -34,8 +34,6 @@ __all__ = [
     "make_executor",
 ]
 
-"""Jobs the bot keeps in flight with Celery (the real parallelism is the number of workers)."""
-
 
 def make_executor(settings: Settings) -> Executor:
     """The executor `settings.executor` names: "local" (default) or "celery"."""
