@@ -757,6 +757,14 @@ class Storage:
         row = await cls._one(db, sql, params)
         return int(row[0]) if row is not None else 0
 
+    @staticmethod
+    async def _changes(db: aiosqlite.Connection, sql: str, params: Sequence[object] = ()) -> int:
+        """Run an UPDATE or DELETE; how many rows it changed."""
+        cursor = await db.execute(sql, params)
+        changed = cursor.rowcount
+        await cursor.close()
+        return changed
+
     # -- users and settings -----------------------------------------------------------------
 
     async def ensure_user(self, user_id: int, chat_id: int, name: str = "") -> User:
@@ -1018,11 +1026,9 @@ class Storage:
         Users whose active preset it was go back to none (ON DELETE SET NULL).
         """
         async with self._tx() as db:
-            cursor = await db.execute(
-                "DELETE FROM presets WHERE id = ? AND owner_id IS ?", (preset_id, owner_id)
+            deleted = await self._changes(
+                db, "DELETE FROM presets WHERE id = ? AND owner_id IS ?", (preset_id, owner_id)
             )
-            deleted = cursor.rowcount
-            await cursor.close()
         return deleted > 0
 
     async def count_presets(self, owner_id: int | None) -> int:
@@ -1067,11 +1073,9 @@ class Storage:
         the preset is gone."""
         blob = self._image_blob(thumbnail, "a thumbnail")
         async with self._tx() as db:
-            cursor = await db.execute(
-                "UPDATE presets SET thumbnail = ? WHERE id = ?", (blob, preset_id)
+            changed = await self._changes(
+                db, "UPDATE presets SET thumbnail = ? WHERE id = ?", (blob, preset_id)
             )
-            changed = cursor.rowcount
-            await cursor.close()
         return changed > 0
 
     # -- pictures already uploaded to Telegram ------------------------------------------------
@@ -1102,9 +1106,9 @@ class Storage:
         pages of styles long gone stop taking room). Returns how many."""
         cutoff = self._cutoff(older_than_days)
         async with self._tx() as db:
-            cursor = await db.execute("DELETE FROM telegram_files WHERE created_at < ?", (cutoff,))
-            deleted = cursor.rowcount
-            await cursor.close()
+            deleted = await self._changes(
+                db, "DELETE FROM telegram_files WHERE created_at < ?", (cutoff,)
+            )
         return deleted
 
     async def forget_telegram_file(self, key: str) -> None:
@@ -1151,21 +1155,18 @@ class Storage:
         if kind is not None:
             _check_kind(kind)
         async with self._tx() as db:
-            cursor = await db.execute(
+            deleted = await self._changes(
+                db,
                 "DELETE FROM pending WHERE chat_id = ? AND user_id = ? AND (? IS NULL OR kind = ?)",
                 (chat_id, user_id, kind, kind),
             )
-            deleted = cursor.rowcount
-            await cursor.close()
         return deleted
 
     async def prune_pending(self, older_than_days: float) -> int:
         """Forget pending pictures untouched for that long; returns how many."""
         cutoff = self._cutoff(older_than_days)
         async with self._tx() as db:
-            cursor = await db.execute("DELETE FROM pending WHERE updated_at < ?", (cutoff,))
-            deleted = cursor.rowcount
-            await cursor.close()
+            deleted = await self._changes(db, "DELETE FROM pending WHERE updated_at < ?", (cutoff,))
         return deleted
 
     # -- jobs -------------------------------------------------------------------------------
@@ -1331,13 +1332,12 @@ class Storage:
         """Delete finished jobs that ended more than that long ago; returns how many."""
         cutoff = self._cutoff(older_than_days)
         async with self._tx() as db:
-            cursor = await db.execute(
+            deleted = await self._changes(
+                db,
                 "DELETE FROM jobs WHERE state IN ('done', 'failed', 'cancelled') "
                 "AND coalesce(finished_at, created_at) < ?",
                 (cutoff,),
             )
-            deleted = cursor.rowcount
-            await cursor.close()
         return deleted
 
     def _cutoff(self, older_than_days: float) -> float:

@@ -84,7 +84,8 @@ def unparameterised(statements: list[str]) -> list[str]:
 
 class _ExecuteCalls(ast.NodeVisitor):
     """Calls that hand SQL to SQLite: db.execute / execute_fetchall / executemany /
-    executescript and the module's helpers _one / _all / _count (SQL is their 2nd argument)."""
+    executescript and the module's helpers _one / _all / _count / _changes (SQL is their 2nd
+    argument)."""
 
     SQL_ARG: ClassVar[dict[str, int]] = {
         "execute": 0,
@@ -92,7 +93,7 @@ class _ExecuteCalls(ast.NodeVisitor):
         "executemany": 0,
         "executescript": 0,
     }
-    HELPERS: ClassVar[dict[str, int]] = {"_one": 1, "_all": 1, "_count": 1}
+    HELPERS: ClassVar[dict[str, int]] = {"_one": 1, "_all": 1, "_count": 1, "_changes": 1}
 
     def __init__(self, constants: set[str]) -> None:
         self.constants = constants
