@@ -247,6 +247,30 @@ def _job_button(handler: JobButtonHandler) -> ButtonHandler:
     return with_owned_job
 
 
+async def _repaint(
+    update: Update,
+    context: Context,
+    services: Services,
+    job: Job,
+    pair: str,
+    style: StyleRef,
+    recipe: Recipe,
+) -> None:
+    """Paint `job`'s photo again with another setting, warm-started from its result (the
+    buttons under a painting)."""
+    await answer_query(update, texts.STARTING)
+    await start_job(
+        services,
+        context.bot,
+        user_id=job.user_id,
+        chat_id=job.chat_id,
+        pair=pair,
+        style=style,
+        recipe=recipe,
+        init_job=job.id,
+    )
+
+
 @_job_button
 async def _cancel(
     update: Update, context: Context, services: Services, cb: keyboards.Callback, job: Job
@@ -302,16 +326,14 @@ async def _result(
             strength += 1
         else:
             colors = not colors
-        await answer_query(update, texts.STARTING)
-        await start_job(
+        await _repaint(
+            update,
+            context,
             services,
-            context.bot,
-            user_id=job.user_id,
-            chat_id=job.chat_id,
-            pair=pair,
-            style=style,
-            recipe=replace(recipe, strength=strength, colors=colors, brush=brush),
-            init_job=job.id,
+            job,
+            pair,
+            style,
+            replace(recipe, strength=strength, colors=colors, brush=brush),
         )
     elif op == keyboards.FULL_RES:
         await answer_query(update)
@@ -416,17 +438,8 @@ async def _mix_pick(
     if style.mix_preset_id is not None or preset.is_mix:
         await answer_query(update, texts.MIX_TOO_MANY, alert=True)
         return
-    await answer_query(update, texts.STARTING)
-    await start_job(
-        services,
-        context.bot,
-        user_id=job.user_id,
-        chat_id=job.chat_id,
-        pair=pair,
-        style=style.mixed_with(preset),
-        recipe=Recipe.of_job(job.meta, services.settings.default_size),
-        init_job=job.id,
-    )
+    recipe = Recipe.of_job(job.meta, services.settings.default_size)
+    await _repaint(update, context, services, job, pair, style.mixed_with(preset), recipe)
 
 
 async def _brush(
