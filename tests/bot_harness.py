@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import subprocess
 import sys
 from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
@@ -229,3 +230,19 @@ def process_log(proc: asyncio.subprocess.Process) -> str:
     """What the process has written to its log so far."""
     path: Path = proc.log_path  # type: ignore[attr-defined]
     return path.read_text(errors="replace") if path.exists() else ""
+
+
+def run_bot_to_exit(env: Mapping[str, str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
+    """`python -m bot` with `env` on top of a clean environment (no TELEGRAM_/STYLEBOT_
+    variables of the caller), run to its exit (at most 120 s), output captured."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "STYLEBOT_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bot"],
+        cwd=REPO_DIR,
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        **kwargs,
+    )

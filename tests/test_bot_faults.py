@@ -16,7 +16,6 @@ import resource
 import signal
 import sqlite3
 import subprocess
-import sys
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,11 +36,11 @@ from tests.bot_harness import (
     bot_settings,
     fake_telegram_fixture,  # noqa: F401
     process_log,
+    run_bot_to_exit,
     running_application,
     start_bot_process,
     stop_process,
 )
-from tests.conftest import REPO_DIR
 from tests.fake_telegram import FakeTelegram, FakeUser
 from tests.hardening_helpers import peak_rss_bytes, report
 from tests.test_bot_e2e import PHOTO, STYLE, QuickExecutor, is_result
@@ -261,18 +260,6 @@ async def test_kill_9_during_preset_saves_and_during_a_job(
 
 
 # -- the disk at start ------------------------------------------------------------------------------
-def _run_bot(env: dict[str, str], **kwargs: Any) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "STYLEBOT_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "bot"],
-        cwd=REPO_DIR,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        **kwargs,
-    )
 
 
 def _assert_one_clear_line(proc: subprocess.CompletedProcess[str], *words: str) -> str:
@@ -296,7 +283,7 @@ def _no_file_writes() -> None:  # runs in the child before exec: every write pas
 
 def test_full_disk_at_start_is_one_clear_line(tmp_path: Path) -> None:
     env = {"TELEGRAM_BOT_TOKEN": TOKEN, "STYLEBOT_DATA_DIR": str(tmp_path / "data")}
-    proc = _run_bot(env, preexec_fn=_no_file_writes)
+    proc = run_bot_to_exit(env, preexec_fn=_no_file_writes)
     line = _assert_one_clear_line(proc, "disk full")
     report("disk_full", exit_code=proc.returncode, line=repr(line))
 
@@ -339,7 +326,7 @@ def test_read_only_data_dir_at_start_is_one_clear_line(
     locked, demote = read_only_dir
     for data_dir in (locked, locked / "data"):  # exists but read-only / cannot be created
         env = {"TELEGRAM_BOT_TOKEN": TOKEN, "STYLEBOT_DATA_DIR": str(data_dir)}
-        proc = _run_bot(env, preexec_fn=demote)
+        proc = run_bot_to_exit(env, preexec_fn=demote)
         line = _assert_one_clear_line(proc, "not writable", str(data_dir))
     report("read_only_data_dir", exit_code=proc.returncode, line=repr(line))
 
@@ -350,7 +337,7 @@ async def test_unopenable_database_at_start_is_one_clear_line(
     """The data dir is writable but the database cannot be opened (here: it is a directory)."""
     env = bot_env(tmp_path, fake_telegram)
     (tmp_path / "data" / "stylebot.sqlite3").mkdir(parents=True)
-    proc = await asyncio.to_thread(_run_bot, env)
+    proc = await asyncio.to_thread(run_bot_to_exit, env)
     line = _assert_one_clear_line(proc, "database")
     report("unopenable_database", exit_code=proc.returncode, line=repr(line))
     assert fake_telegram.token not in proc.stderr + proc.stdout

@@ -7,9 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +20,7 @@ from tests.bot_harness import (
     bot_env,
     fake_telegram_fixture,  # noqa: F401
     process_log,
+    run_bot_to_exit,
     start_bot_process,
     stop_process,
 )
@@ -171,19 +169,6 @@ def test_logs_redact_the_secret_and_the_token() -> None:
     assert out.count("<secret>") == 2 and "<token>" in out
 
 
-def _run_bot(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith(("TELEGRAM_", "STYLEBOT_"))}
-    return subprocess.run(
-        [sys.executable, "-m", "bot"],
-        cwd=REPO_DIR,
-        env={**clean, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 @pytest.mark.parametrize(
     ("extra", "words"),
     [
@@ -204,7 +189,7 @@ def test_python_m_bot_refuses_a_bad_webhook_setting(
         "STYLEBOT_WEBHOOK_URL": URL,
         **extra,
     }
-    proc = _run_bot(env)
+    proc = run_bot_to_exit(env)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("stylebot: ") and words in lines[0]
