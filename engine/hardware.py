@@ -24,6 +24,14 @@ def has_fast_bf16() -> bool:
     return bool(cpu_flags() & BF16_FLAGS)
 
 
+def describe_device(mixed_precision: bool) -> str:
+    """The device that paints, for people (/stats, benchmarks): e.g. "CPU (avx512_bf16,
+    bfloat16)"."""
+    flags = sorted(cpu_flags() & BF16_FLAGS)
+    precision = "bfloat16" if mixed_precision else "float32"
+    return f"CPU ({', '.join([*flags, precision])})"
+
+
 THREADS_ENV = "STYLEBOT_ENGINE_THREADS"
 
 

@@ -131,6 +131,12 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     """decode, model, optimize, encode, total (seconds)."""
     mime_type: str = "image/jpeg"
+    device: str = ""
+    """What painted it, for people: e.g. "CPU (avx512_bf16, bfloat16)" or "GPU NVIDIA L4
+    (bfloat16)". Empty when unknown."""
+    megapixel_steps: float = 0.0
+    """The optimisation's work: Σ over scales of steps × megapixels. `timings["optimize"]`
+    divided by it is the worker's measured speed, from which the bot estimates other sizes."""
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -147,6 +153,8 @@ class JobSpec:
     params: StyleParams = field(default_factory=StyleParams)
     init: bytes | None = None
     """A previous result to warm-start from (same pair, another setting)."""
+    timeout_s: float | None = None
+    """How long this job may run; None: the executor's default (a big picture needs more)."""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.optimize import minimize
@@ -49,6 +49,8 @@ class _BudgetSpent(Exception):
 class Best:
     image: np.ndarray
     parts: LossParts
+    evaluations: int = 0
+    """Loss-and-gradient evaluations the run made (its cost)."""
 
 
 class _Tracker:
@@ -83,8 +85,8 @@ class _Tracker:
 def _result(tracker: _Tracker, fallback: np.ndarray) -> Best:
     if tracker.best is None:  # zero steps asked: nothing evaluated
         parts, _ = tracker.evaluate(fallback)
-        return Best(fallback, parts)
-    return tracker.best
+        return Best(fallback, parts, evaluations=1)
+    return replace(tracker.best, evaluations=tracker.done)
 
 
 @dataclass(frozen=True)

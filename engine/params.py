@@ -62,6 +62,10 @@ MIN_DEFAULT_FINAL_STEPS = 100
 MAX_DEFAULT_FINAL_STEPS = 600
 # Adam is the reference recipe: 1000 steps at full size.
 DEFAULT_ADAM_STEPS: tuple[int, ...] = (1000,)
+# A warm start (same pair, another setting) runs only the final scale, with a fraction of
+# its steps: the picture is already close to the new optimum, and coarse scales would only
+# blur the detail it has.
+WARM_START_STEP_FRACTION = 0.5
 
 
 class ParamsError(ValueError):
@@ -164,6 +168,22 @@ class StyleParams:
                 break
             sizes.insert(0, smaller)
         return tuple(sizes)
+
+    def warm_steps(self) -> int:
+        """Steps of a warm start: a fraction of the final scale's."""
+        return max(1, math.ceil(self.steps_per_scale[-1] * WARM_START_STEP_FRACTION))
+
+    def planned_megapixel_steps(self, aspect: float = 0.75, *, warm_start: bool = False) -> float:
+        """The optimisation's work for a picture of long side `size` and short side `aspect`
+        times it: Σ over the scales that run of steps × megapixels. The bot divides a
+        worker's measured seconds by this (`Result.megapixel_steps`) to estimate other sizes.
+        """
+        if warm_start:
+            plan = [(self.size, self.warm_steps())]
+        else:
+            sides = self.scale_sizes()
+            plan = list(zip(sides, self.steps_per_scale[-len(sides) :], strict=True))
+        return sum(steps * side * side * aspect / 1e6 for side, steps in plan)
 
     def style_side(self, side: int) -> int:
         """Long side of the style picture whose Gram matrices a scale of long side `side`

@@ -7,7 +7,6 @@ style resized to that scale), so the last scale optimises exactly the requested 
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from PIL import Image
 
 from engine import color
 from engine.errors import Cancelled
+from engine.hardware import describe_device
 from engine.images import (
     decode_image,
     encode_image,
@@ -34,10 +34,6 @@ PROGRESS_INTERVAL_S = 0.2
 DECODE_OVERSAMPLE = 4
 PREVIEW_SIDE = 256
 PREVIEW_AT_FRACTION = 4
-# A warm start (same pair, another setting) runs only the final scale, with a fraction of
-# its steps: the picture is already close to the new optimum, and coarse scales would only
-# blur the detail it has.
-WARM_START_STEP_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -254,13 +250,12 @@ def run_pipeline(
         _Scale(i, side, n, len(sides)) for i, (side, n) in enumerate(zip(sides, steps, strict=True))
     ]
     if init_image is not None:
-        final = scales[-1]
-        warm_steps = max(1, math.ceil(final.steps * WARM_START_STEP_FRACTION))
-        scales = [_Scale(0, final.side, warm_steps, 1)]
+        scales = [_Scale(0, scales[-1].side, params.warm_steps(), 1)]
     reporter = _Reporter(scales, on_progress, started, params.preview)
 
     image: np.ndarray | None = None
     best: Best | None = None
+    megapixel_steps = 0.0
     content_rgb = _scaled(content_image, params.size)
     for scale in scales:
         if should_cancel is not None and should_cancel():
@@ -276,6 +271,7 @@ def run_pipeline(
             objective, params, scale_content, scale_styles, start, scale, reporter, should_cancel
         )
         image = best.image
+        megapixel_steps += best.evaluations * image.shape[0] * image.shape[1] / 1e6
         if params.preview and scale.index < len(scales) - 1 and on_progress is not None:
             reporter.step(scale.steps, best.parts, preview=preview_jpeg(image))
         reporter.end_scale()
@@ -300,6 +296,8 @@ def run_pipeline(
             "total": finished - started,
         },
         mime_type=mime_type(params.output_format),
+        device=describe_device(params.use_mixed_precision),
+        megapixel_steps=megapixel_steps,
     )
 
 
