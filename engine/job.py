@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from enum import Enum, StrEnum
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from engine.params import StyleParams
+from engine.params import MAX_SIZE, StyleParams
 
 T = TypeVar("T")
 
@@ -153,8 +153,22 @@ class JobSpec:
     params: StyleParams = field(default_factory=StyleParams)
     init: bytes | None = None
     """A previous result to warm-start from (same pair, another setting)."""
-    timeout_s: float | None = None
-    """How long this job may run; None: the executor's default (a big picture needs more)."""
+
+
+def time_limit(spec: JobSpec, base: float = DEFAULT_JOB_TIMEOUT_S) -> float:
+    """How long `spec` may run. `base` (STYLEBOT_JOB_TIMEOUT) is the limit for a painting at
+    the reference size; bigger work gets proportionally more time (a full-resolution 2048 px
+    painting plans ~8x the work of a 512 px one), never less than `base`."""
+    work = spec.params.planned_megapixel_steps(warm_start=spec.init is not None)
+    return base * max(1.0, work / _REFERENCE_WORK)
+
+
+def longest_time_limit(base: float = DEFAULT_JOB_TIMEOUT_S) -> float:
+    """The largest `time_limit` any job can get (Celery's visibility timeout must exceed it)."""
+    return base * max(1.0, StyleParams(size=MAX_SIZE).planned_megapixel_steps() / _REFERENCE_WORK)
+
+
+_REFERENCE_WORK = StyleParams().planned_megapixel_steps()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,8 @@ Cancellation: a Redis key ``stylebot:cancel:<job_id>``, checked between optimize
 revoke cannot stop a task that has started).
 
 Environment: STYLEBOT_REDIS_URL, STYLEBOT_WEIGHTS, STYLEBOT_JOB_TIMEOUT (hard limit, seconds;
-the soft limit is 90 % of it), STYLEBOT_CELERY_VISIBILITY_TIMEOUT (default: job timeout + 120 s),
+the soft limit is 90 % of it; a bigger painting gets proportionally more: `engine.job.time_limit`),
+STYLEBOT_CELERY_VISIBILITY_TIMEOUT (default: the longest job's limit + 120 s),
 STYLEBOT_JOB_FUNCTION / STYLEBOT_WORKER_INIT (dotted paths; tests swap in a light job).
 """
 
@@ -51,6 +52,7 @@ from engine.job import (
     Progress,
     decode,
     encode,
+    longest_time_limit,
 )
 from engine.worker import DEFAULT_INITIALIZER, DEFAULT_JOB_FUNCTION, load_callable
 
@@ -80,7 +82,9 @@ def make_app(
 ) -> Celery:
     """A Celery app configured for stylebot (the bot builds its own with its settings)."""
     if visibility_timeout is None:
-        visibility_timeout = job_timeout + 120.0
+        # Above the longest job's limit (a full-resolution painting gets more than
+        # `job_timeout`: engine.job.time_limit), or Redis would hand a running job out again.
+        visibility_timeout = longest_time_limit(job_timeout) + 120.0
     app = Celery("stylebot", broker=redis_url, backend=redis_url, set_as_current=False)
     app.conf.update(
         task_serializer="json",

@@ -97,3 +97,16 @@ def test_job_meta_round_trips(
 def test_states_are_one_vocabulary() -> None:
     assert {s for s in JobState if s.finished} == {"done", "failed", "cancelled"}
     assert JobState("queued") is JobState.QUEUED
+
+
+def test_time_limit_grows_with_the_work_and_never_goes_below_the_base() -> None:
+    from engine.job import longest_time_limit, time_limit
+
+    def limit(size: int, warm: bool = False) -> float:
+        spec = JobSpec("j", b"c", (b"s",), StyleParams(size=size), init=b"i" if warm else None)
+        return time_limit(spec, 600.0)
+
+    assert limit(256) == limit(512) == 600.0  # the base covers the reference size
+    assert limit(2048) > 5 * 600.0  # ~8x the work of 512 px
+    assert limit(1024, warm=True) < limit(1024)  # a warm start runs fewer steps
+    assert max(limit(s) for s in (512, 1024, 1536, 2048)) <= longest_time_limit(600.0)

@@ -45,6 +45,8 @@ from engine.job import (
     Result,
     decode,
     encode,
+    longest_time_limit,
+    time_limit,
 )
 from engine.tasks import CANCEL_KEY, PROGRESS_STATE, TASK_NAME, make_app
 
@@ -71,12 +73,13 @@ class CeleryExecutor(Executor):
         self._job_timeout = job_timeout
         self._capacity = capacity
         self._poll_interval = poll_interval
+        longest = longest_time_limit(job_timeout)
         self._visibility_timeout = (
-            visibility_timeout if visibility_timeout is not None else job_timeout + 120.0
+            visibility_timeout if visibility_timeout is not None else longest + 120.0
         )
         self._unavailable_after = unavailable_after
         self._await_limit = (
-            await_limit if await_limit is not None else 2 * job_timeout + self._visibility_timeout
+            await_limit if await_limit is not None else 2 * longest + self._visibility_timeout
         )
         self._app: Any = None
         self._redis: Any = None
@@ -155,7 +158,15 @@ class CeleryExecutor(Executor):
         def send() -> None:
             if forget:  # an earlier attempt failed: clear its state before the new one
                 app.backend.forget(spec.job_id)
-            app.send_task(TASK_NAME, args=[payload], task_id=spec.job_id, retry=False)
+            limit = time_limit(spec, self._job_timeout)  # per job: bigger pictures get longer
+            app.send_task(
+                TASK_NAME,
+                args=[payload],
+                task_id=spec.job_id,
+                retry=False,
+                time_limit=limit,
+                soft_time_limit=max(1.0, limit * 0.9),
+            )
 
         await self.check_available()
         try:

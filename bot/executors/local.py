@@ -55,6 +55,7 @@ from engine.job import (
     JobSpec,
     Progress,
     Result,
+    time_limit,
 )
 from engine.worker import DEFAULT_INITIALIZER, DEFAULT_JOB_FUNCTION, load_callable
 
@@ -400,7 +401,8 @@ class LocalExecutor(Executor):
             job.worker = worker
             worker.cancel_flag.value = 1 if job.cancel_requested else 0
             assert self._loop is not None
-            job.timers.append(self._loop.call_later(self._job_timeout, self._time_out, worker, job))
+            limit = time_limit(job.spec, self._job_timeout)  # bigger pictures get longer
+            job.timers.append(self._loop.call_later(limit, self._time_out, worker, job))
             self._background_task(self._send(worker, job.spec))
 
     async def _send(self, worker: _Worker, message: JobSpec) -> None:
@@ -416,7 +418,7 @@ class LocalExecutor(Executor):
         log.warning(
             "job %s ran past %g s: killing worker %d",
             job.spec.job_id,
-            self._job_timeout,
+            time_limit(job.spec, self._job_timeout),
             worker.slot,
         )
         self._resolve(job, error=JobTimedOut())
