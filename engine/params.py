@@ -66,6 +66,15 @@ DEFAULT_ADAM_STEPS: tuple[int, ...] = (1000,)
 # its steps: the picture is already close to the new optimum, and coarse scales would only
 # blur the detail it has.
 WARM_START_STEP_FRACTION = 0.5
+# A first look: a first painting (not a warm start) begins with a quick pass at QUICK_PASS_SIDE px
+# (a step there costs about a tenth of a 512 px step), whose result is sent at once as the
+# preview, long before the full-size scale is a quarter done (issue 11: the first picture within
+# a tenth of the painting's time). The full-size scale still starts from the photo: a quick
+# pass's picture, upsampled, did not start it better (docs/ARCHITECTURE.md, "First look and
+# large sizes"). Never larger than half the painting, and skipped under MIN_QUICK_PASS_SIDE px.
+QUICK_PASS_SIDE = 192
+QUICK_PASS_STEPS = 40
+MIN_QUICK_PASS_SIDE = 32
 
 
 class ParamsError(ValueError):
@@ -119,7 +128,12 @@ class StyleParams:
     init: Literal["content", "noise"] = "content"
     output_format: OutputFormat = "jpeg"
     preview: bool = True
-    """Send a small preview of the picture after every scale but the last."""
+    """Send a small preview: after the quick pass (or a quarter of the way through a single
+    scale without one), and after every coarse scale."""
+    quick_pass_side: int = QUICK_PASS_SIDE
+    """Long side of the quick pass whose picture is the first preview (see `quick_pass`)."""
+    quick_pass_steps: int = QUICK_PASS_STEPS
+    """Steps of the quick pass; 0 turns it off."""
     mixed_precision: bool | None = None
     """bfloat16 convolutions (about 1.8x faster where the CPU has native bfloat16, e.g.
     AVX512-BF16 or AMX; the losses track float32 within a fraction of a percent).
@@ -173,16 +187,38 @@ class StyleParams:
         """Steps of a warm start: a fraction of the final scale's."""
         return max(1, math.ceil(self.steps_per_scale[-1] * WARM_START_STEP_FRACTION))
 
+    def quick_pass(self, *, warm_start: bool = False) -> tuple[int, int] | None:
+        """(long side, steps) of the quick pass before the full-size scale, or None.
+
+        It runs for a first painting with previews on, L-BFGS and a single full-size scale
+        (coarse-to-fine runs send their coarse scales as previews; Adam is the reference
+        recipe, kept as it is).
+        """
+        if (
+            warm_start
+            or not self.preview
+            or self.quick_pass_steps == 0
+            or self.optimizer != "lbfgs"
+            or len(self.scale_sizes()) > 1
+        ):
+            return None
+        side = min(self.quick_pass_side, self.size // 2)
+        return (side, self.quick_pass_steps) if side >= MIN_QUICK_PASS_SIDE else None
+
     def planned_megapixel_steps(self, aspect: float = 0.75, *, warm_start: bool = False) -> float:
         """The optimisation's work for a picture of long side `size` and short side `aspect`
-        times it: Σ over the scales that run of steps × megapixels. The bot divides a
-        worker's measured seconds by this (`Result.megapixel_steps`) to estimate other sizes.
+        times it: Σ over the passes that run (quick pass and scales) of steps × megapixels.
+        The bot divides a worker's measured seconds by this (`Result.megapixel_steps`) to
+        estimate other sizes.
         """
         if warm_start:
             plan = [(self.size, self.warm_steps())]
         else:
             sides = self.scale_sizes()
             plan = list(zip(sides, self.steps_per_scale[-len(sides) :], strict=True))
+            quick = self.quick_pass()
+            if quick is not None:
+                plan.insert(0, quick)
         return sum(steps * side * side * aspect / 1e6 for side, steps in plan)
 
     def style_side(self, side: int) -> int:
@@ -248,6 +284,12 @@ class StyleParams:
             f"style scale must be {MIN_STYLE_SCALE:g}–{MAX_STYLE_SCALE:g}, "
             f"not {self.style_scale:g}",
         )
+        need(
+            MIN_QUICK_PASS_SIDE <= self.quick_pass_side <= MAX_SIZE,
+            f"quick pass side must be {MIN_QUICK_PASS_SIDE}–{MAX_SIZE} px, "
+            f"not {self.quick_pass_side}",
+        )
+        need(self.quick_pass_steps >= 0, "quick pass steps must be ≥ 0")
         need(self.init in ("content", "noise"), "init must be content or noise")
         need(self.output_format in ("jpeg", "png"), "output format must be jpeg or png")
 

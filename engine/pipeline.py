@@ -1,8 +1,13 @@
-"""A whole job: decode, coarse-to-fine optimisation, colour handling, encode.
+"""A whole job: decode, a quick pass for the first look, optimisation, colour handling, encode.
 
-Coarse-to-fine: the picture is first optimised at a fraction of the size, where a step is
-cheap, then upsampled to start the next scale. Each scale has its own targets (content and
-style resized to that scale), so the last scale optimises exactly the requested objective.
+Quick pass (the default for a first painting): the same objective is first optimised at
+`StyleParams.quick_pass` size (~192 px), where a step costs about a tenth of a 512 px one, and
+its picture is sent at once as the preview; the full-size scale then starts from the photo.
+
+Coarse-to-fine (when `steps` names several scales): the picture is first optimised at a
+fraction of the size, then upsampled to start the next scale. Each scale has its own targets
+(content and style resized to that scale), so the last scale optimises exactly the requested
+objective.
 """
 
 from __future__ import annotations
@@ -32,6 +37,9 @@ from engine.params import ParamsError, StyleParams
 
 PROGRESS_INTERVAL_S = 0.2
 DECODE_OVERSAMPLE = 4
+# The oversampled decode is capped: at 2048 px, 4x would hold 8192 px pictures (200 MB each as
+# float32) for a LANCZOS resize whose gain over 2x is nil at that size.
+MAX_DECODE_SIDE = 4096
 PREVIEW_SIDE = 256
 PREVIEW_AT_FRACTION = 4
 
@@ -42,6 +50,8 @@ class _Scale:
     side: int
     steps: int
     count: int
+    quick: bool = False
+    """The quick pass: its picture is the preview, not the start of the next scale."""
 
 
 def _resize_array(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -80,8 +90,11 @@ def _blend(params: StyleParams, count: int) -> tuple[float, ...]:
     return params.style_blend
 
 
-def preview_jpeg(image: np.ndarray) -> bytes:
-    """A small JPEG of the picture in progress."""
+def preview_jpeg(image: np.ndarray, colours: np.ndarray | None = None) -> bytes:
+    """A small JPEG of the picture in progress; `colours` (same size): the photo whose chroma
+    it takes (colour preservation paints luminance only)."""
+    if colours is not None:
+        image = color.recombine(image, colours)
     return encode_image(resize_long_side(from_array(image), PREVIEW_SIDE), "jpeg", quality=80)
 
 
@@ -98,8 +111,9 @@ class _Reporter:
         self.scales = scales
         self.on_progress = on_progress
         self.started = started
-        # Several scales: the preview comes at the end of each coarse one (see run_pipeline).
-        # One scale: a quarter of the way through, once the style shows.
+        # Several scales (a quick pass, or coarse-to-fine): the preview comes at the end of each
+        # but the last (see run_pipeline). One scale (a warm start, or no quick pass): a quarter
+        # of the way through, once the style shows.
         self.preview_step = (
             max(1, scales[0].steps // PREVIEW_AT_FRACTION) if preview and len(scales) == 1 else None
         )
@@ -108,9 +122,11 @@ class _Reporter:
         self.last_sent = 0.0
         self.scale_started = started
         self.current: _Scale = scales[0]
+        self.colours: np.ndarray | None = None
 
-    def begin_scale(self, scale: _Scale) -> None:
+    def begin_scale(self, scale: _Scale, colours: np.ndarray | None = None) -> None:
         self.current = scale
+        self.colours = colours
         self.scale_started = time.perf_counter()
 
     def _eta(self, done_in_scale: int) -> float:
@@ -133,7 +149,7 @@ class _Reporter:
         if self.on_progress is None:
             return
         if preview is None and image is not None and done_in_scale == self.preview_step:
-            preview = preview_jpeg(image)
+            preview = preview_jpeg(image, self.colours)
         now = time.perf_counter()
         last_of_scale = done_in_scale >= self.current.steps
         if preview is None and not last_of_scale and now - self.last_sent < PROGRESS_INTERVAL_S:
@@ -171,7 +187,7 @@ def _optimise_scale(
 ) -> Best:
     targets = objective.targets(content, styles, _blend(params, len(styles)))
     content_weight = params.content_weight
-    if scale.index < scale.count - 1:
+    if scale.index < scale.count - 1 and not scale.quick:
         # Coarse scales favour style (their Gram statistics are larger); holding the content
         # tighter there hands the final scale a better balanced start.
         content_weight *= params.coarse_content_boost
@@ -187,6 +203,8 @@ def _optimise_scale(
             on_step=reporter.step, should_cancel=should_cancel,
         )  # fmt: skip
     last = scale.index == scale.count - 1
+    # The quick pass minimises the painting's own objective (no content boost): its picture
+    # is a preview of the painting.
     return run_lbfgs(
         evaluate, start, scale.steps, on_step=reporter.step, should_cancel=should_cancel,
         target_loss=params.target_loss if last else None,
@@ -223,14 +241,19 @@ def run_pipeline(
     on_progress: ProgressCallback | None = None,
     should_cancel: CancelCheck | None = None,
     weights: str | None = None,
+    start_from_quick_pass: bool = False,
 ) -> Result:
+    """The whole job. `start_from_quick_pass` starts the full-size scale from the quick pass's
+    picture (upsampled, with the photo's detail) instead of the photo: measured not to pay
+    (docs/ARCHITECTURE.md, "First look and large sizes"), kept for benchmarks/bench_quick_pass.py.
+    """
     started = time.perf_counter()
     if not styles:
         raise ParamsError("at least one style picture is needed")
     # Decode at up to 4x the working size, then resize with LANCZOS: JPEG's fast reduced-size
     # decoding (draft) is a box filter that smooths the fine texture the style loss measures,
     # so it is only used for pictures far larger than needed (e.g. 50-megapixel photos).
-    decode_side = DECODE_OVERSAMPLE * params.size
+    decode_side = min(MAX_DECODE_SIDE, DECODE_OVERSAMPLE * params.size)
     content_image = decode_image(content, max_side=decode_side)
     style_images = [decode_image(s, max_side=decode_side) for s in styles]
     init_image = decode_image(init, max_side=decode_side) if init is not None else None
@@ -251,29 +274,42 @@ def run_pipeline(
     ]
     if init_image is not None:
         scales = [_Scale(0, scales[-1].side, params.warm_steps(), 1)]
+    quick = params.quick_pass(warm_start=init_image is not None)
+    if quick is not None:
+        quick_side, quick_steps = quick
+        scales = [
+            _Scale(0, quick_side, quick_steps, 2, quick=True),
+            _Scale(1, scales[-1].side, scales[-1].steps, 2),
+        ]
     reporter = _Reporter(scales, on_progress, started, params.preview)
 
     image: np.ndarray | None = None
     best: Best | None = None
     megapixel_steps = 0.0
+    previous_was_quick = False
     content_rgb = _scaled(content_image, params.size)
     for scale in scales:
         if should_cancel is not None and should_cancel():
             raise Cancelled()
         scale_content = _scaled(content_image, scale.side)
+        colours: np.ndarray | None = None
         scale_styles = [_scaled(s, params.style_side(scale.side)) for s in style_images]
         if params.preserve_colors:
+            colours = scale_content
             scale_styles = [color.matched_luminance_as_rgb(s, scale_content) for s in scale_styles]
             scale_content = color.luminance_as_rgb(scale_content)
+        if previous_was_quick and not start_from_quick_pass:
+            image = None  # the quick pass was the preview; the painting starts from the photo
         start = _starting_picture(params, scale_content, image, init_image)
-        reporter.begin_scale(scale)
+        reporter.begin_scale(scale, colours)
         best = _optimise_scale(
             objective, params, scale_content, scale_styles, start, scale, reporter, should_cancel
         )
         image = best.image
+        previous_was_quick = scale.quick
         megapixel_steps += best.evaluations * image.shape[0] * image.shape[1] / 1e6
         if params.preview and scale.index < len(scales) - 1 and on_progress is not None:
-            reporter.step(scale.steps, best.parts, preview=preview_jpeg(image))
+            reporter.step(scale.steps, best.parts, preview=preview_jpeg(image, colours))
         reporter.end_scale()
     optimised = time.perf_counter()
 

@@ -77,9 +77,11 @@ def test_progress_is_ordered_with_eta_and_a_preview_after_the_coarse_scale(weigh
     assert all(r.eta >= 0 and r.elapsed > 0 for r in reports)
 
 
-def test_a_single_scale_sends_one_preview_a_quarter_of_the_way(weights: str) -> None:
+def test_a_single_scale_without_a_quick_pass_sends_one_preview_a_quarter_of_the_way(
+    weights: str,
+) -> None:
     reports: list[Progress] = []
-    params = TINY.replace(steps=(8,))
+    params = TINY.replace(steps=(8,), quick_pass_steps=0)
     stylize(
         synthetic_photo(), [synthetic_style()], params, on_progress=reports.append, weights=weights
     )
