@@ -166,6 +166,7 @@ def engine_cli(content_path: Path, style_path: Path, size: int, extra: list[str]
         "score": scored,
         "peak_rss_mib": peak,
         "size": data["size"],
+        "device": data.get("device", ""),
     }
 
 
@@ -176,9 +177,11 @@ import json, time, numpy as np, tensorflow as tf
 from engine.api import stylize, warm_up
 from engine.objective import get_objective
 from engine.params import StyleParams, STYLE_LAYERS, CONTENT_LAYERS
+from engine.hardware import gpu_has_bf16, setup_device
+device = setup_device()  # before the first op: memory growth on a GPU
 W = {str(WEIGHTS)!r}
 out = {{}}
-# fp32 matmul peak of this machine (TensorFlow, all cores)
+# fp32 matmul peak of this machine's device (TensorFlow: all cores, or the GPU)
 a = tf.random.normal([4096, 4096]); b = tf.random.normal([4096, 4096])
 tf.matmul(a, b).numpy()
 t = time.perf_counter(); n = 5
@@ -193,7 +196,9 @@ def conv_flops(h, w):
         if c == 'P': h, w = h // 2, w // 2; continue
         total += 2 * h * w * 9 * c[0] * c[1]
     return total
-for precision in (False, True):
+# bfloat16 is timed on every CPU (emulated where it is not native) but not on a GPU without it
+precisions = (False,) if device.kind == "GPU" and not gpu_has_bf16(device.compute_capability) else (False, True)
+for precision in precisions:
     obj = get_objective(W, STYLE_LAYERS, CONTENT_LAYERS, mixed_precision=precision)
     for (h, w) in ((384, 512), (192, 256)):
         img = np.random.default_rng(0).uniform(0, 255, (h, w, 3)).astype("float32")
@@ -233,14 +238,19 @@ def machine() -> dict[str, Any]:
         pass
     import numpy
 
-    tf_version = subprocess.run(
-        [PYTHON, "-c", "import tensorflow as tf; print(tf.__version__)"],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        check=False,
-    ).stdout.strip()
+    # TensorFlow's version and the device the engine paints on (its first GPU, else the CPU),
+    # with the precision it chooses there by default.
+    probe = (
+        "import tensorflow as tf; from engine.hardware import setup_device, describe_device; "
+        "from engine.params import StyleParams; setup_device(); print(tf.__version__); "
+        "print(describe_device(StyleParams().use_mixed_precision))"
+    )
+    lines = subprocess.run(
+        [PYTHON, "-c", probe], env=ENV, capture_output=True, text=True, check=False, cwd=REPO
+    ).stdout.splitlines()
+    tf_version, device = lines[-2:] if len(lines) >= 2 else ("", "")
     return {
+        "device": device,
         "cpu": cpu,
         "cores": os.cpu_count(),
         "avx512_bf16": "avx512_bf16" in flags,
@@ -358,6 +368,7 @@ def main() -> int:
         "reference score",
         "peak RSS MiB",
     )
+    print(f"device: {report['machine']['device']}")
     print("| " + " | ".join(header) + " |")
     print("|" + "---|" * len(header))
     for row in rows:

@@ -117,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--mixed-precision", action=argparse.BooleanOptionalAction, default=DEFAULTS.mixed_precision,
-        help="bfloat16 convolutions (default: on when the CPU has native bfloat16)",
+        help="bfloat16 convolutions (default: on when the device has native bfloat16: a GPU of compute capability 8.0+, or a CPU with AVX512-BF16/AMX)",
     )  # fmt: skip
     parser.add_argument(
         "--reference", action="store_true",
@@ -206,7 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Imported after the arguments are checked: TensorFlow takes seconds to load, and a
         # mistyped flag should be reported at once.
         from engine.api import stylize
+        from engine.hardware import setup_device
 
+        setup_device()  # before TensorFlow's first op: memory growth on a GPU
         result = stylize(content, styles, params, init=init, on_progress=bar, weights=args.weights)
         bar.close()
         args.output.parent.mkdir(parents=True, exist_ok=True)
@@ -216,6 +218,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "losses": result.losses,
                 "timings": result.timings,
                 "size": [result.width, result.height],
+                "device": result.device,
                 "params": params.to_dict(),
                 "process_seconds": time.perf_counter() - started,
             }
@@ -234,7 +237,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     losses = result.losses
     print(
-        f"wrote {args.output} ({result.width}x{result.height}) in {time.perf_counter() - started:.1f} s; "
+        f"wrote {args.output} ({result.width}x{result.height}) in {time.perf_counter() - started:.1f} s "
+        f"on {result.device}; "
         f"loss {losses['total']:,.0f} (style {losses['style']:,.0f}, content {losses['content']:,.0f})"
     )
     return 0

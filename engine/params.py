@@ -228,11 +228,14 @@ class StyleParams:
 
     @property
     def use_mixed_precision(self) -> bool:
+        """`mixed_precision`, or when None the device's choice: on a GPU bfloat16 iff it has it
+        (compute capability 8.0+), on the CPU iff its flags do. Never imports TensorFlow: where
+        it is not loaded (the bot), the CPU decides (`engine.hardware.current_device`)."""
         if self.mixed_precision is not None:
             return self.mixed_precision
-        from engine.hardware import has_fast_bf16
+        from engine.hardware import default_mixed_precision
 
-        return has_fast_bf16()
+        return default_mixed_precision()
 
     # -- validation -----------------------------------------------------------------------
     def validate(self) -> None:

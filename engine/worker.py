@@ -41,7 +41,8 @@ def load_callable(path: str) -> Callable[..., Any]:
 
 
 def init_worker(weights: str | None = None) -> None:
-    """Prepare this process for jobs: remember the weights and build the model once.
+    """Prepare this process for jobs: remember the weights, set TensorFlow's threads and
+    devices up (memory growth on a GPU), and build the model once.
 
     `weights` is "imagenet", "random" or a weights file; None keeps STYLEBOT_WEIGHTS (else
     "imagenet"). Safe to call more than once: the model is built on the first call only.
@@ -52,9 +53,11 @@ def init_worker(weights: str | None = None) -> None:
         return
     # Imported here, not at the top: they load TensorFlow, in the worker process only.
     from engine.api import warm_up
-    from engine.hardware import configure_threads
+    from engine.hardware import configure_threads, setup_device
 
+    # Both before TensorFlow's first op (warm_up runs the first).
     configure_threads()
+    setup_device()
     warm_up(weights)
     _warmed_up.add(weights)
 
