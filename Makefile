@@ -2,6 +2,9 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+# TensorFlow's extra: cpu, or gpu on a Linux machine with an NVIDIA GPU (README, "GPU workers";
+# in a fresh venv, e.g. `make run TENSORFLOW=gpu VENV=.venv-gpu`: the two must not share one).
+TENSORFLOW ?= cpu
 # Re-install only when the project's metadata changes.
 STAMP_RUN := $(VENV)/.installed-run
 STAMP_DEV := $(VENV)/.installed-dev
@@ -17,11 +20,11 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -qq -e '.[celery]'
+	$(BIN)/python -m pip install -qq -e '.[$(TENSORFLOW),celery]'
 	touch $@
 
 $(STAMP_DEV): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install -qq -e '.[celery,dev]'
+	$(BIN)/python -m pip install -qq -e '.[$(TENSORFLOW),celery,dev]'
 	touch $@ $(STAMP_RUN)
 
 # Reads .env when present (KEY=VALUE lines), then starts the bot with the embedded defaults:
