@@ -6,11 +6,22 @@
 #   docker run --rm -e STYLEBOT_REDIS_URL=redis://HOST:6379/0 stylebot \
 #       celery --app engine.tasks worker --concurrency 1 -l info            # a worker
 #
+# A CUDA worker image (NVIDIA GPUs; the host needs only the driver and the NVIDIA Container
+# Toolkit): the same image with the `gpu` extra (tensorflow[and-cuda]) instead of `cpu`:
+#
+#   docker build --build-arg VARIANT=gpu -t stylebot:gpu .
+#   docker run --rm --gpus all -e STYLEBOT_REDIS_URL=redis://HOST:6379/0 stylebot:gpu \
+#       celery --app engine.tasks worker --concurrency 1 -l info
+#
 # The build needs the internet (PyPI, the Keras weights bucket, Wikimedia Commons); a running
 # container does not: the VGG19 weights and the built-in preset paintings are baked in.
 # Layers go from the least to the most often changed: system, dependencies, weights, code.
 
 FROM python:3.11-slim
+
+# cpu (the default): tensorflow-cpu on x86_64, tensorflow elsewhere. gpu: tensorflow[and-cuda]
+# with NVIDIA's CUDA and cuDNN libraries as wheels (several GB). pyproject's extras of that name.
+ARG VARIANT=cpu
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
@@ -36,10 +47,12 @@ RUN groupadd --system --gid 10001 stylebot \
  && mkdir -p /data "$KERAS_HOME" "$STYLEBOT_SEED_DIR" \
  && chown stylebot:stylebot /data "$KERAS_HOME" "$STYLEBOT_SEED_DIR"
 
-# 1. Dependencies only (this layer is rebuilt when pyproject.toml changes, not when code does).
-#    tensorflow-cpu on x86_64, tensorflow elsewhere: the environment markers of pyproject decide.
+# 1. Dependencies only (this layer is rebuilt when pyproject.toml changes, not when code does):
+#    the core ones, TensorFlow from the extra named by VARIANT, and Celery's.
+#    cpu: tensorflow-cpu on x86_64, tensorflow elsewhere (the environment markers decide).
 COPY pyproject.toml /tmp/src/pyproject.toml
-RUN python -c "import tomllib; p = tomllib.load(open('/tmp/src/pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['celery']))" \
+RUN case "$VARIANT" in cpu|gpu) ;; *) echo "VARIANT must be cpu or gpu, not '$VARIANT'" >&2; exit 1;; esac \
+ && python -c "import sys, tomllib; p = tomllib.load(open('/tmp/src/pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies'][sys.argv[1]] + p['optional-dependencies']['celery']))" "$VARIANT" \
         > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
@@ -56,10 +69,14 @@ USER root
 COPY README.md LICENSE /tmp/src/
 COPY bot /tmp/src/bot
 COPY engine /tmp/src/engine
+#    The gpu image checks that its TensorFlow is the CUDA build (no tensorflow-cpu crept in).
 RUN pybabel compile --domain stylebot --directory /tmp/src/bot/locale \
- && pip install '/tmp/src[celery]' \
+ && pip install "/tmp/src[$VARIANT,celery]" \
  && rm -rf /tmp/src \
- && python -c "import bot.presets, engine.cli, engine.tasks; import bot.i18n as i; i.check_catalogs()"
+ && python -c "import bot.presets, engine.cli, engine.tasks; import bot.i18n as i; i.check_catalogs()" \
+ && if [ "$VARIANT" = gpu ]; then \
+        python -c "import tensorflow as tf; assert tf.test.is_built_with_cuda(), 'not a CUDA build'"; \
+    fi
 
 # 4. The built-in preset paintings. `python -m bot.presets fetch` stores them in the SQLite
 #    database of STYLEBOT_DATA_DIR, and /data is a volume: a database written there at build
