@@ -39,6 +39,8 @@ class JobMeta:
     """A mix: the preset whose style is painted together with the first one, half and half."""
     brush: float = 1.0
     """Brush size: the engine's `style_scale`."""
+    full_res: bool = False
+    """"⬇ Full resolution": painted again at the photo's own size, delivered as a file."""
 
     def to_dict(self) -> dict[str, Any]:
         return dict(encode(self))

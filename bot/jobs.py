@@ -42,6 +42,7 @@ import time
 import uuid
 from pathlib import Path
 
+from bot import speed
 from bot.executors.base import (
     Executor,
     ExecutorError,
@@ -355,6 +356,10 @@ class JobManager:
             self._average_duration = 0.7 * self._average_duration + 0.3 * elapsed
             path = await asyncio.to_thread(self._results.save, job_id, result)
             await self._end(job, JobState.DONE, result_path=path, result=result)
+            try:  # only feeds time estimates: a failure here must not touch the job
+                await speed.record(self._storage, result)
+            except Exception:
+                log.exception("could not record the worker's speed")
             await self._maybe_prune()
         return False
 

@@ -12,7 +12,7 @@ in-memory state, so old messages keep working after a restart.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -373,9 +373,16 @@ def result_keyboard(
     return InlineKeyboardMarkup(rows)
 
 
-def size_keyboard(sizes: Sequence[int], current: int) -> InlineKeyboardMarkup:
-    buttons = [_button(texts.btn_size(s, s == current), size_data(s)) for s in sizes]
-    return InlineKeyboardMarkup([buttons[i : i + 3] for i in range(0, len(buttons), 3)])
+def size_keyboard(
+    sizes: Sequence[int], current: int, seconds: Mapping[int, float] | None = None
+) -> InlineKeyboardMarkup:
+    """One button per size, with the time a painting of that size takes when known."""
+    seconds = seconds or {}
+    buttons = [
+        _button(texts.btn_size(s, s == current, seconds.get(s)), size_data(s)) for s in sizes
+    ]
+    per_row = 2 if seconds else 3  # a label with a time is twice as wide
+    return InlineKeyboardMarkup([buttons[i : i + per_row] for i in range(0, len(buttons), per_row)])
 
 
 def all_callback_data(markup: InlineKeyboardMarkup | None) -> list[str]:

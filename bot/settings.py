@@ -17,6 +17,9 @@ from engine.job import DEFAULT_JOB_TIMEOUT_S, DEFAULT_REDIS_URL
 from engine.params import MAX_SIZE, MIN_SIZE, StyleParams
 
 DEFAULTS = StyleParams()
+DEFAULT_MAX_SIDE = 1024
+"""The largest size offered unless STYLEBOT_MAX_SIDE says otherwise: a sharp picture on a phone."""
+OFFERED_SIZES = (256, 384, 512, 768, 1024, 1536, 2048)
 OFFICIAL_API_URL = "https://api.telegram.org"
 # Bot API tokens look like "123456789:AA...": a numeric bot id, a colon, 30+ url-safe chars.
 TOKEN_PATTERN = re.compile(r"^\d{3,20}:[A-Za-z0-9_-]{30,100}$")
@@ -38,8 +41,12 @@ class Settings:
     api_url: str = OFFICIAL_API_URL
     data_dir: Path = Path("data")
     weights: str = "imagenet"
-    max_side: int = DEFAULTS.size
-    sizes: tuple[int, ...] = (256, 384, 512)
+    default_size: int = DEFAULTS.size
+    """The size of a first painting (until the user picks another with /size)."""
+    max_side: int = DEFAULT_MAX_SIDE
+    """The largest size offered: by /size, and by "Full resolution" (the photo's own size,
+    capped here)."""
+    sizes: tuple[int, ...] = (256, 384, 512, 768, 1024)
     executor: str = "local"
     workers: int = 1
     redis_url: str = DEFAULT_REDIS_URL
@@ -77,11 +84,6 @@ class Settings:
         return self.data_dir / "spool"
 
     @property
-    def default_size(self) -> int:
-        """Users get the largest allowed size unless they choose a smaller one with /size."""
-        return max(self.sizes)
-
-    @property
     def webhook_path(self) -> str:
         """The path the webhook server answers on: the URL's own, without its slashes
         (``https://bot.example.com/telegram`` → ``telegram``; no path → ``""``, the root)."""
@@ -114,10 +116,10 @@ def _float(env: Mapping[str, str], name: str, default: float, low: float) -> flo
     return value
 
 
-def _sizes(max_side: int) -> tuple[int, ...]:
-    """The sizes /size offers: a few common ones up to the server's maximum."""
-    offered = [s for s in (256, 384, 512, 768, 1024) if s < max_side]
-    return (*offered, max_side)
+def _sizes(default_size: int, max_side: int) -> tuple[int, ...]:
+    """The sizes /size offers: a few common ones up to the server's maximum, with the default
+    and the maximum themselves."""
+    return tuple(sorted({s for s in OFFERED_SIZES if s < max_side} | {default_size, max_side}))
 
 
 def load_data_dir(env: Mapping[str, str] | None = None) -> Path:
@@ -174,7 +176,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             f"STYLEBOT_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR, not {log_level!r}"
         )
 
-    max_side = _int(env, "STYLEBOT_MAX_SIDE", DEFAULTS.size, MIN_SIZE, MAX_SIZE)
+    max_side = _int(env, "STYLEBOT_MAX_SIDE", Settings.max_side, MIN_SIZE, MAX_SIZE)
+    default_size = _int(env, "STYLEBOT_DEFAULT_SIZE", Settings.default_size, MIN_SIZE, MAX_SIZE)
+    if default_size > max_side:
+        if "STYLEBOT_DEFAULT_SIZE" in env and env["STYLEBOT_DEFAULT_SIZE"].strip():
+            raise SettingsError(
+                f"STYLEBOT_DEFAULT_SIZE ({default_size}) must not be larger than "
+                f"STYLEBOT_MAX_SIDE ({max_side})"
+            )
+        default_size = max_side  # only the maximum was lowered: the default follows it
     webhook_url, webhook_secret = _webhook(env)
     webhook_listen = env.get("STYLEBOT_WEBHOOK_LISTEN", "").strip() or Settings.webhook_listen
     if not LISTEN_PATTERN.match(webhook_listen):
@@ -186,8 +196,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         api_url=api_url,
         data_dir=load_data_dir(env),
         weights=weights,
+        default_size=default_size,
         max_side=max_side,
-        sizes=_sizes(max_side),
+        sizes=_sizes(default_size, max_side),
         executor=executor,
         # Each default is the `Settings` field's own (class attributes of the dataclass).
         workers=_int(env, "STYLEBOT_WORKERS", Settings.workers, 1, 64),

@@ -71,6 +71,7 @@ __all__ = [
     "TooManyPresets",
     "User",
     "UserNotFound",
+    "WorkerSpeed",
     "preset_name_key",
     "validate_preset_name",
 ]
@@ -210,6 +211,18 @@ MIGRATIONS: Final[tuple[str, ...]] = (
                created_at, mix_image IS NOT NULL AS is_mix
         FROM presets;
     """,
+    # 4 -> 5: how fast the workers paint, per device, measured on finished jobs: /size shows
+    # each size's time from it, /stats names the devices.
+    """
+    CREATE TABLE worker_speeds (
+        device                     TEXT PRIMARY KEY NOT NULL
+                                   CHECK (length(device) BETWEEN 1 AND 200),
+        seconds_per_megapixel_step REAL NOT NULL CHECK (seconds_per_megapixel_step > 0),
+        overhead_s                 REAL NOT NULL CHECK (overhead_s >= 0),
+        jobs                       INTEGER NOT NULL CHECK (jobs >= 1),
+        updated_at                 REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION: Final = len(MIGRATIONS)
 
@@ -309,6 +322,21 @@ class User:
     """With `active_preset_id`: the second style of an active mix (/style A + B)."""
     brush: float = 1.0
     """Brush size: the engine's `style_scale` (/brush)."""
+
+
+@dataclass(frozen=True)
+class WorkerSpeed:
+    """How fast one kind of worker device paints, measured on finished jobs (`bot.speed`)."""
+
+    device: str
+    """`engine.job.Result.device`, e.g. "CPU (avx512_bf16, bfloat16)"."""
+    seconds_per_megapixel_step: float
+    """Optimisation seconds per megapixel per evaluation."""
+    overhead_s: float
+    """The rest of a job: decoding, model, encoding."""
+    jobs: int = 1
+    """Jobs measured."""
+    updated_at: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -1115,6 +1143,45 @@ class Storage:
         """Drop a file_id Telegram no longer accepts: the next use uploads again."""
         async with self._tx() as db:
             await db.execute("DELETE FROM telegram_files WHERE key = ?", (key,))
+
+    # -- worker speeds ------------------------------------------------------------------------
+
+    async def worker_speeds(self) -> list[WorkerSpeed]:
+        """Every device measured, the most recently updated first."""
+        async with self._read() as db:
+            rows = await self._all(
+                db,
+                "SELECT device, seconds_per_megapixel_step, overhead_s, jobs, updated_at "
+                "FROM worker_speeds ORDER BY updated_at DESC, device",
+            )
+        return [
+            WorkerSpeed(str(r[0]), float(r[1]), float(r[2]), int(r[3]), float(r[4])) for r in rows
+        ]
+
+    async def save_worker_speed(self, speed: WorkerSpeed) -> WorkerSpeed:
+        """Store `speed` for its device (replacing the older figure); returns it as stored."""
+        if not (isinstance(speed.device, str) and 1 <= len(speed.device) <= 200):
+            raise InvalidValue("a device name must be 1–200 characters")
+        if not (speed.seconds_per_megapixel_step > 0 and speed.overhead_s >= 0 and speed.jobs >= 1):
+            raise InvalidValue("a worker speed must be positive")
+        stored = replace(speed, updated_at=self._clock())
+        async with self._tx() as db:
+            await db.execute(
+                "INSERT INTO worker_speeds "
+                "(device, seconds_per_megapixel_step, overhead_s, jobs, updated_at) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
+                "seconds_per_megapixel_step = excluded.seconds_per_megapixel_step, "
+                "overhead_s = excluded.overhead_s, jobs = excluded.jobs, "
+                "updated_at = excluded.updated_at",
+                (
+                    stored.device,
+                    stored.seconds_per_megapixel_step,
+                    stored.overhead_s,
+                    stored.jobs,
+                    stored.updated_at,
+                ),
+            )
+        return stored
 
     # -- pending pictures -------------------------------------------------------------------
 

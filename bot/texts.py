@@ -591,6 +591,38 @@ def format_seconds(seconds: float) -> str:
     return _("{minutes} min {seconds} s").format(minutes=minutes, seconds=f"{rest:02d}")
 
 
+def about(seconds: float) -> str:
+    """A rough duration for an estimate: "~40 s", "~3 min", "~1 h 5 min"."""
+    whole = max(1, round(seconds))
+    if whole < 60:
+        return _("~{seconds} s").format(seconds=whole)
+    minutes = round(whole / 60)
+    if minutes < 60:
+        return _("~{minutes} min").format(minutes=minutes)
+    hours, minutes = divmod(minutes, 60)
+    return _("~{hours} h {minutes} min").format(hours=hours, minutes=minutes)
+
+
+def size_prompt(measured: bool) -> str:
+    """/size: the choice, and where the times next to the sizes come from."""
+    if measured:
+        note = _("Times are for one painting on this server, measured on its recent paintings.")
+    else:
+        note = _("Times are estimates until this server has finished its first painting.")
+    return f"{_(_CONSTANTS['SIZE_PROMPT'])}\n{note}"
+
+
+def full_res_started(size: int, seconds: float) -> str:
+    """The answer to "⬇ Full resolution" when the painting is repainted larger."""
+    return _("Painting it again at {size} px ({time}); it comes as a file.").format(
+        size=size, time=about(seconds)
+    )
+
+
+def full_res_caption(width: int, height: int) -> str:
+    return _("Full resolution · {width}×{height}").format(width=width, height=height)
+
+
 def done(seconds: float) -> str:
     return _("✅ Done in {time}.").format(time=format_seconds(seconds))
 
@@ -686,7 +718,13 @@ def rate_limited(seconds: float) -> str:
 
 
 # -- admin ------------------------------------------------------------------------------------
-def stats_text(stats: dict[str, object], queue_size: int, capacity: int) -> str:
+def stats_text(
+    stats: dict[str, object],
+    queue_size: int,
+    capacity: int,
+    devices: Sequence[tuple[str, int, float, int]] = (),
+) -> str:
+    """`devices`: (device, size, seconds a painting of that size takes there, jobs measured)."""
     # the keys are the storage's counter names, shown as they are
     lines = [_("Stats")]
     for key, value in stats.items():
@@ -698,6 +736,16 @@ def stats_text(stats: dict[str, object], queue_size: int, capacity: int) -> str:
     lines.append(
         _("queue: {queue} · workers: {workers}").format(queue=queue_size, workers=capacity)
     )
+    for device, size, seconds, jobs in devices:
+        lines.append(
+            ngettext(
+                "device: {device} · {size} px in {time} (measured on {jobs} painting)",
+                "device: {device} · {size} px in {time} (measured on {jobs} paintings)",
+                jobs,
+            ).format(device=device, size=size, time=about(seconds), jobs=jobs)
+        )
+    if not devices:
+        lines.append(_("device: not measured yet (no painting finished)"))
     return "\n".join(lines)
 
 
@@ -708,8 +756,10 @@ def btn_colors(on: bool) -> str:
     return _("🎨 Keep colours: off")
 
 
-def btn_size(size: int, current: bool) -> str:
+def btn_size(size: int, current: bool, seconds: float | None = None) -> str:
     label = _("{size} px").format(size=size)
+    if seconds is not None:
+        label = _("{size} px · {time}").format(size=size, time=about(seconds))
     return f"✓ {label}" if current else label
 
 

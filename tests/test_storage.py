@@ -45,7 +45,7 @@ from engine.job import JobState
 from engine.params import StyleParams
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-TABLES = {"users", "presets", "pending", "jobs", "telegram_files", "sqlite_sequence"}
+TABLES = {"users", "presets", "pending", "jobs", "telegram_files", "worker_speeds", "sqlite_sequence"}
 IMG = b"\x89PNG fake image bytes"
 
 
@@ -1051,3 +1051,23 @@ async def test_latest_job(store: Storage, clock: Clock) -> None:
     await store.create_job("k1", 2, 2, StyleParams())
     latest = await store.latest_job(1)
     assert latest is not None and latest.id == "j2"
+
+
+async def test_worker_speeds_are_kept_per_device_newest_first(tmp_path: Path) -> None:
+    from bot.storage import WorkerSpeed
+
+    clock = iter([100.0, 200.0, 300.0])
+    async with Storage(tmp_path / "db.sqlite3", clock=lambda: next(clock)) as storage:
+        assert await storage.worker_speeds() == []
+        await storage.save_worker_speed(WorkerSpeed("CPU (float32)", 9.0, 3.0, jobs=1))
+        await storage.save_worker_speed(WorkerSpeed("GPU X (bfloat16)", 0.2, 1.0, jobs=1))
+        await storage.save_worker_speed(WorkerSpeed("CPU (float32)", 8.0, 2.0, jobs=2))
+        speeds = await storage.worker_speeds()
+        assert [(s.device, s.seconds_per_megapixel_step, s.jobs, s.updated_at) for s in speeds] == [
+            ("CPU (float32)", 8.0, 2, 300.0),
+            ("GPU X (bfloat16)", 0.2, 1, 200.0),
+        ]
+        with pytest.raises(InvalidValue):
+            await storage.save_worker_speed(WorkerSpeed("", 1.0, 0.0))
+        with pytest.raises(InvalidValue):
+            await storage.save_worker_speed(WorkerSpeed("CPU", 0.0, 0.0))

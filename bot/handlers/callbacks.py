@@ -12,21 +12,25 @@ from typing import Any
 from telegram import Message, Update
 from telegram.error import BadRequest, TelegramError
 
-from bot import gallery, keyboards, texts
+from bot import gallery, keyboards, speed, texts
 from bot.handlers.intake import offer_styles
 from bot.handlers.jobflow import (
     MAX_MIXED_STYLES,
     Recipe,
     StyleRef,
     TooManyStyles,
+    job_params,
     start_job,
     style_pictures,
     user_recipe,
 )
+from bot.handlers.settings_cmds import size_menu
 from bot.handlers.styles import activate_preset, presets_caption
 from bot.services import Context, Services, get_services
 from bot.storage import DuplicateName, Job, Preset, PresetNotFound, TooManyPresets
 from bot.telegram_io import answer_query, is_not_modified, reply, with_retries
+from engine.errors import ImageError
+from engine.images import probe_image
 
 log = logging.getLogger(__name__)
 
@@ -209,9 +213,10 @@ async def _size(
         return
     chat_id = chat.id if chat else user.id
     await services.storage.ensure_user(user.id, chat_id, user.full_name)
-    await services.storage.update_user_settings(user.id, size=cb.size)
+    stored = await services.storage.update_user_settings(user.id, size=cb.size)
     await answer_query(update, texts.size_set(cb.size))
-    await _edit_markup(update, keyboards.size_keyboard(sizes, cb.size))
+    _, markup = await size_menu(services, user_recipe(services, stored))
+    await _edit_markup(update, markup)
 
 
 # -- job buttons ----------------------------------------------------------------------------
@@ -268,6 +273,55 @@ async def _repaint(
         style=style,
         recipe=recipe,
         init_job=job.id,
+    )
+
+
+async def _full_resolution(
+    update: Update,
+    context: Context,
+    services: Services,
+    job: Job,
+    pair: str,
+    style: StyleRef,
+    recipe: Recipe,
+    content: bytes,
+    result: bytes,
+) -> None:
+    """ "⬇ Full resolution": the same painting at the photo's own long side (at most
+    STYLEBOT_MAX_SIDE), repainted warm from this result so that it stays the same picture, and
+    sent as a file. A job like any other: queued, cancellable, counted in the user's limits.
+    When the result is already that large it is sent as a file at once."""
+    try:
+        width, height = await asyncio.to_thread(probe_image, content)
+    except ImageError:  # the stored photo was checked at intake; this is only defensive
+        width = height = 0
+    target = min(max(width, height), services.settings.max_side)
+    if job.meta.full_res or target <= recipe.size:
+        await answer_query(update)
+        await with_retries(
+            lambda: context.bot.send_document(
+                chat_id=job.chat_id,
+                document=result,
+                filename=f"stylebot-{job.id[:8]}.jpg",
+                caption=texts.FULL_RES_CAPTION,
+            ),
+            what="document",
+        )
+        return
+    larger = replace(recipe, size=target)
+    worker = await speed.current(services.storage)
+    seconds = speed.estimate_seconds(worker, job_params(services, larger), warm_start=True)
+    await answer_query(update, texts.full_res_started(target, seconds))
+    await start_job(
+        services,
+        context.bot,
+        user_id=job.user_id,
+        chat_id=job.chat_id,
+        pair=pair,
+        style=style,
+        recipe=larger,
+        init_job=job.id,
+        full_res=True,
     )
 
 
@@ -336,16 +390,7 @@ async def _result(
             replace(recipe, strength=strength, colors=colors, brush=brush),
         )
     elif op == keyboards.FULL_RES:
-        await answer_query(update)
-        await with_retries(
-            lambda: context.bot.send_document(
-                chat_id=job.chat_id,
-                document=result,
-                filename=f"stylebot-{job.id[:8]}.jpg",
-                caption=texts.FULL_RES_CAPTION,
-            ),
-            what="document",
-        )
+        await _full_resolution(update, context, services, job, pair, style, recipe, content, result)
     elif op == keyboards.NEW_STYLE:
         await answer_query(update)
         owner = await asyncio.to_thread(services.pairs.owner, pair)

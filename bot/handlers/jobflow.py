@@ -157,10 +157,11 @@ async def start_job(
     style: StyleRef,
     recipe: Recipe,
     init_job: str | None = None,
+    full_res: bool = False,
 ) -> str | None:
     """Submit a painting of `pair`'s photo in `style`; returns the job id, or None after
     telling the user why not (pictures gone, queue full...). Everything about the job replies
-    to the message that brought the photo."""
+    to the message that brought the photo. `full_res`: the result goes out as a file."""
     jobs = services.jobs
     owner = await asyncio.to_thread(services.pairs.owner, pair)
     reply_to = owner.message_id if owner is not None else None
@@ -187,6 +188,7 @@ async def start_job(
             reply_to=reply_to,
             mix_preset_id=style.mix_preset_id,
             brush=recipe.brush,
+            full_res=full_res,
         )
         job_id = await jobs.submit(
             user_id,

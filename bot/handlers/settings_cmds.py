@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from telegram import Update
+from dataclasses import replace
 
-from bot import keyboards, texts
-from bot.handlers.jobflow import user_recipe
-from bot.services import Context, get_services
+from telegram import InlineKeyboardMarkup, Update
+
+from bot import keyboards, speed, texts
+from bot.handlers.jobflow import Recipe, job_params, user_recipe
+from bot.services import Context, Services, get_services
 from bot.telegram_io import reply
 
 ON_WORDS = frozenset({"on", "yes", "true", "1", "keep"})
@@ -55,8 +57,20 @@ async def cmd_size(update: Update, context: Context) -> None:
         await services.storage.update_user_settings(user.user_id, size=size)
         await reply(update, texts.size_set(size))
         return
-    current = user_recipe(services, user).size
-    await reply(update, texts.SIZE_PROMPT, reply_markup=keyboards.size_keyboard(sizes, current))
+    text, markup = await size_menu(services, user_recipe(services, user))
+    await reply(update, text, reply_markup=markup)
+
+
+async def size_menu(services: Services, recipe: Recipe) -> tuple[str, InlineKeyboardMarkup]:
+    """/size's text and buttons: every size offered, with the time a painting of it takes on
+    this server's workers (`bot.speed`), the user's current size ticked."""
+    worker = await speed.current(services.storage)
+    seconds = {
+        size: speed.estimate_seconds(worker, job_params(services, replace(recipe, size=size)))
+        for size in services.settings.sizes
+    }
+    markup = keyboards.size_keyboard(services.settings.sizes, recipe.size, seconds)
+    return texts.size_prompt(measured=worker.jobs > 0), markup
 
 
 async def cmd_brush(update: Update, context: Context) -> None:

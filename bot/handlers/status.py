@@ -136,7 +136,8 @@ class StatusBoard:
         elif kind is EventKind.PROGRESS and event.progress is not None:
             progress = event.progress
             await self._show(st, RUNNING, texts.progress(progress.fraction, progress.eta), cancel)
-            if progress.preview and not st.preview_sent:
+            # a full-resolution repaint starts from a painting the user already has
+            if progress.preview and not st.preview_sent and not job.meta.full_res:
                 st.preview_sent = True
                 await self._send_preview(st, progress.preview)
         elif kind is EventKind.DONE:
@@ -250,6 +251,9 @@ class StatusBoard:
             await asyncio.to_thread(
                 self.services.pairs.save_result, meta.pair, job.id, result.image
             )
+        if meta.full_res:
+            await self._send_file(job, result)
+            return
         caption = texts.result_caption(
             style=meta.style_name,
             strength=meta.strength,
@@ -282,6 +286,29 @@ class StatusBoard:
             )
         except (BadRequest, Forbidden) as exc:
             log.warning("result of job %s not delivered: %s", job.id, exc)
+            return
+        with contextlib.suppress(Exception):
+            await self.services.storage.update_job_meta(job.id, result_msg=message.message_id)
+
+    async def _send_file(self, job: Job, result: Result) -> None:
+        """A full-resolution painting: a file, so that Telegram keeps every pixel (a photo
+        message is recompressed to at most 1280 px or 2560 px)."""
+        extension = "png" if result.mime_type == "image/png" else "jpg"
+        with contextlib.suppress(TelegramError):
+            await self.bot.send_chat_action(job.chat_id, ChatAction.UPLOAD_DOCUMENT)
+        try:
+            message = await self._paced(
+                lambda: self.bot.send_document(
+                    chat_id=job.chat_id,
+                    document=result.image,
+                    filename=f"stylebot-{job.id[:8]}-{result.width}x{result.height}.{extension}",
+                    caption=texts.full_res_caption(result.width, result.height),
+                    reply_parameters=replying_to(job.meta.reply_to),
+                ),
+                what="document",
+            )
+        except (BadRequest, Forbidden) as exc:
+            log.warning("full-resolution result of job %s not delivered: %s", job.id, exc)
             return
         with contextlib.suppress(Exception):
             await self.services.storage.update_job_meta(job.id, result_msg=message.message_id)
