@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from bot import speed, texts
 from bot.executors.base import ProgressHandler
-from bot.settings import SettingsError, load_settings
+from bot.settings import Settings, SettingsError, load_settings
 from bot.storage import WorkerSpeed
 from engine.job import JobSpec, Result
 from engine.params import StyleParams
@@ -108,6 +109,22 @@ def test_estimates_follow_the_planned_work() -> None:
 
 
 # -- the bot -----------------------------------------------------------------------------------
+SizedSettings = Callable[..., Settings]
+
+
+@pytest.fixture
+def sized(tmp_path: Path, fake_telegram: FakeTelegram, test_weights: str) -> SizedSettings:
+    """Settings offering up to 128 px, painting `default_size` px first (BIG_PHOTO is 160 px)."""
+
+    def make(default_size: int = 64, **env: str) -> Settings:
+        return bot_settings(
+            tmp_path, fake_telegram, weights=test_weights, STYLEBOT_MAX_SIDE="128",
+            STYLEBOT_DEFAULT_SIZE=str(default_size), **env,
+        )  # fmt: skip
+
+    return make
+
+
 async def _paint(user: FakeUser, photo: bytes) -> MessageVersion:
     await user.send_photo(photo)
     await user.wait_for_message(lambda v: "style" in v.content)
@@ -120,12 +137,9 @@ def _labels(message: MessageVersion) -> list[str]:
 
 
 async def test_size_shows_each_sizes_time_measured_on_the_workers(
-    tmp_path: Path, fake_telegram: FakeTelegram, test_weights: str
+    fake_telegram: FakeTelegram, sized: SizedSettings
 ) -> None:
-    settings = bot_settings(
-        tmp_path, fake_telegram, weights=test_weights, STYLEBOT_MAX_SIDE="128",
-        STYLEBOT_DEFAULT_SIZE="64", STYLEBOT_ADMINS="1001",
-    )  # fmt: skip
+    settings = sized(64, STYLEBOT_ADMINS="1001")
     async with running_bot(settings, executor=MeasuredExecutor()) as app:
         user = fake_telegram.user(1001)
         await user.send_text("/size")
@@ -161,12 +175,9 @@ async def test_size_shows_each_sizes_time_measured_on_the_workers(
 
 
 async def test_full_resolution_repaints_at_the_photos_size_and_sends_a_file(
-    tmp_path: Path, fake_telegram: FakeTelegram, test_weights: str
+    fake_telegram: FakeTelegram, sized: SizedSettings
 ) -> None:
-    settings = bot_settings(
-        tmp_path, fake_telegram, weights=test_weights, STYLEBOT_MAX_SIDE="128",
-        STYLEBOT_DEFAULT_SIZE="64",
-    )  # fmt: skip
+    settings = sized(64)
     executor = QuickExecutor(steps=4, delay=0.02)
     async with running_bot(settings, executor=executor):
         user = fake_telegram.user(1001)
@@ -191,12 +202,9 @@ async def test_full_resolution_repaints_at_the_photos_size_and_sends_a_file(
 
 
 async def test_full_resolution_of_a_small_photo_sends_the_painting_itself(
-    tmp_path: Path, fake_telegram: FakeTelegram, test_weights: str
+    fake_telegram: FakeTelegram, sized: SizedSettings
 ) -> None:
-    settings = bot_settings(
-        tmp_path, fake_telegram, weights=test_weights, STYLEBOT_MAX_SIDE="128",
-        STYLEBOT_DEFAULT_SIZE="128",
-    )  # fmt: skip
+    settings = sized(128)
     executor = QuickExecutor()
     async with running_bot(settings, executor=executor):
         user = fake_telegram.user(1001)
@@ -209,12 +217,9 @@ async def test_full_resolution_of_a_small_photo_sends_the_painting_itself(
 
 
 async def test_full_resolution_is_cancellable(
-    tmp_path: Path, fake_telegram: FakeTelegram, test_weights: str
+    fake_telegram: FakeTelegram, sized: SizedSettings
 ) -> None:
-    settings = bot_settings(
-        tmp_path, fake_telegram, weights=test_weights, STYLEBOT_MAX_SIDE="128",
-        STYLEBOT_DEFAULT_SIZE="64",
-    )  # fmt: skip
+    settings = sized(64)
     executor = QuickExecutor(steps=3, delay=0.02)
     async with running_bot(settings, executor=executor):
         user = fake_telegram.user(1001)

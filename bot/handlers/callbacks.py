@@ -260,10 +260,13 @@ async def _repaint(
     pair: str,
     style: StyleRef,
     recipe: Recipe,
+    *,
+    answer: str | None = None,
+    full_res: bool = False,
 ) -> None:
     """Paint `job`'s photo again with another setting, warm-started from its result (the
-    buttons under a painting)."""
-    await answer_query(update, texts.STARTING)
+    buttons under a painting); `answer` is what the button press shows."""
+    await answer_query(update, answer or texts.STARTING)
     await start_job(
         services,
         context.bot,
@@ -273,6 +276,7 @@ async def _repaint(
         style=style,
         recipe=recipe,
         init_job=job.id,
+        full_res=full_res,
     )
 
 
@@ -311,17 +315,9 @@ async def _full_resolution(
     larger = replace(recipe, size=target)
     worker = await speed.current(services.storage)
     seconds = speed.estimate_seconds(worker, job_params(services, larger), warm_start=True)
-    await answer_query(update, texts.full_res_started(target, seconds))
-    await start_job(
-        services,
-        context.bot,
-        user_id=job.user_id,
-        chat_id=job.chat_id,
-        pair=pair,
-        style=style,
-        recipe=larger,
-        init_job=job.id,
-        full_res=True,
+    answer = texts.full_res_started(target, seconds)
+    await _repaint(
+        update, context, services, job, pair, style, larger, answer=answer, full_res=True
     )
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiolimiter import AsyncLimiter
-from telegram import Bot, InlineKeyboardMarkup
+from telegram import Bot, InlineKeyboardMarkup, Message
 from telegram.constants import ChatAction
 from telegram.error import BadRequest, Forbidden, TelegramError
 
@@ -271,44 +271,42 @@ class StatusBoard:
             can_save=meta.preset_id is None or meta.mix_preset_id is not None,
             brush=meta.brush,
         )
-        with contextlib.suppress(TelegramError):  # only a hint: the upload goes on without it
-            await self.bot.send_chat_action(job.chat_id, ChatAction.UPLOAD_PHOTO)
-        try:
-            message = await self._paced(
-                lambda: self.bot.send_photo(
-                    chat_id=job.chat_id,
-                    photo=result.image,
-                    caption=caption,
-                    reply_markup=markup,
-                    reply_parameters=replying_to(meta.reply_to),
-                ),
-                what="result",
-            )
-        except (BadRequest, Forbidden) as exc:
-            log.warning("result of job %s not delivered: %s", job.id, exc)
-            return
-        with contextlib.suppress(Exception):
-            await self.services.storage.update_job_meta(job.id, result_msg=message.message_id)
+        await self._deliver(
+            job,
+            ChatAction.UPLOAD_PHOTO,
+            lambda: self.bot.send_photo(
+                chat_id=job.chat_id,
+                photo=result.image,
+                caption=caption,
+                reply_markup=markup,
+                reply_parameters=replying_to(meta.reply_to),
+            ),
+        )
 
     async def _send_file(self, job: Job, result: Result) -> None:
         """A full-resolution painting: a file, so that Telegram keeps every pixel (a photo
         message is recompressed to at most 1280 px or 2560 px)."""
         extension = "png" if result.mime_type == "image/png" else "jpg"
-        with contextlib.suppress(TelegramError):
-            await self.bot.send_chat_action(job.chat_id, ChatAction.UPLOAD_DOCUMENT)
+        await self._deliver(
+            job,
+            ChatAction.UPLOAD_DOCUMENT,
+            lambda: self.bot.send_document(
+                chat_id=job.chat_id,
+                document=result.image,
+                filename=f"stylebot-{job.id[:8]}-{result.width}x{result.height}.{extension}",
+                caption=texts.full_res_caption(result.width, result.height),
+                reply_parameters=replying_to(job.meta.reply_to),
+            ),
+        )
+
+    async def _deliver(self, job: Job, action: str, send: Callable[[], Awaitable[Message]]) -> None:
+        """Send a job's painting (`send`), after a chat action hint, and remember its message."""
+        with contextlib.suppress(TelegramError):  # only a hint: the upload goes on without it
+            await self.bot.send_chat_action(job.chat_id, action)
         try:
-            message = await self._paced(
-                lambda: self.bot.send_document(
-                    chat_id=job.chat_id,
-                    document=result.image,
-                    filename=f"stylebot-{job.id[:8]}-{result.width}x{result.height}.{extension}",
-                    caption=texts.full_res_caption(result.width, result.height),
-                    reply_parameters=replying_to(job.meta.reply_to),
-                ),
-                what="document",
-            )
+            message = await self._paced(send, what="result")
         except (BadRequest, Forbidden) as exc:
-            log.warning("full-resolution result of job %s not delivered: %s", job.id, exc)
+            log.warning("result of job %s not delivered: %s", job.id, exc)
             return
         with contextlib.suppress(Exception):
             await self.services.storage.update_job_meta(job.id, result_msg=message.message_id)
