@@ -69,9 +69,11 @@ WARM_START_STEP_FRACTION = 0.5
 # A first look: a first painting (not a warm start) begins with a quick pass at QUICK_PASS_SIDE px
 # (a step there costs about a tenth of a 512 px step), whose result is sent at once as the
 # preview, long before the full-size scale is a quarter done (issue 11: the first picture within
-# a tenth of the painting's time). The full-size scale still starts from the photo: a quick
-# pass's picture, upsampled, did not start it better (docs/ARCHITECTURE.md, "First look and
-# large sizes"). Never larger than half the painting, and skipped under MIN_QUICK_PASS_SIDE px.
+# a tenth of the painting's time; measured ~5 s of ~160 s at 512 px). The full-size scale still
+# starts from the photo: started from the quick pass's picture, upsampled, the final loss was
+# lower for 2 of 4 pairs and higher for the other 2 (tubingen + starry_night +2.1 %;
+# docs/ARCHITECTURE.md, "First look and large sizes"). Never larger than half the painting,
+# and skipped under MIN_QUICK_PASS_SIDE px.
 QUICK_PASS_SIDE = 192
 QUICK_PASS_STEPS = 40
 MIN_QUICK_PASS_SIDE = 32
