@@ -19,14 +19,11 @@ from engine.params import StyleParams
 SMOOTHING = 0.3
 """Weight of the newest job in the moving average (older ones fade, a changed machine shows)."""
 
-# 512 px with default settings on a 2-core AMD EPYC (AVX512-BF16): 192.6 s of optimisation for
-# 210 evaluations of a 512x384 picture (benchmarks/results/engine_512_quiet_2026-11-29.json).
-FALLBACK = WorkerSpeed(
-    device="",
-    seconds_per_megapixel_step=192.6 / (210 * 512 * 384 / 1e6),
-    overhead_s=4.0,
-    jobs=0,
-)
+# Measured for this project on a 2-core AMD EPYC (AVX512-BF16), bfloat16, trained-feature
+# weights: 4.14 s per megapixel-step at 512x384 and within 3 % of it up to 2048 px
+# (benchmarks/results/sizes_2026-11-29.json); decoding, model and encoding took ~0.4 s there,
+# rounded up for the bot's own share of a job.
+FALLBACK = WorkerSpeed(device="", seconds_per_megapixel_step=4.14, overhead_s=2.0, jobs=0)
 
 
 def _mix(old: float, new: float) -> float:

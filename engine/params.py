@@ -139,7 +139,8 @@ class StyleParams:
     mixed_precision: bool | None = None
     """bfloat16 convolutions (about 1.8x faster where the CPU has native bfloat16, e.g.
     AVX512-BF16 or AMX; the losses track float32 within a fraction of a percent).
-    None: on exactly when the CPU has it. Reported losses come from the same precision."""
+    None: on exactly when the device has it natively (a CPU with AVX512-BF16 or AMX, a GPU of
+    compute capability 8.0+). Reported losses come from the same precision."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False, hash=False)
     """Free-form metadata carried along (never read by the engine)."""
 
