@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from bot import speed, texts
 from bot.executors.base import ProgressHandler
@@ -234,3 +237,30 @@ async def test_full_resolution_is_cancellable(
             lambda v: v.message_id == status.message_id and v.text == texts.CANCELLED
         )
         assert not [v for v in user.messages() if v.kind == "document"]
+
+
+async def test_real_engine_paints_full_resolution_from_its_result(
+    fake_telegram: FakeTelegram, sized: SizedSettings
+) -> None:
+    """The real LocalExecutor and engine: the repaint warm-starts from a 64 px painting and
+    comes back as a file at the photo's size (128 px: STYLEBOT_MAX_SIDE)."""
+    rng = np.random.default_rng(0)
+    photo = _png(np.linspace(0, 255, 160 * 120 * 3).reshape(120, 160, 3))
+    style = _png(rng.uniform(0, 255, (96, 96, 3)))
+    async with running_bot(sized(64), job_params_override={"steps": [3]}):
+        user = fake_telegram.user(1001)
+        await user.send_photo(photo)
+        await user.wait_for_message(lambda v: "style" in v.content)
+        await user.send_photo(style)
+        first = await user.wait_for_message(is_result, timeout=240)
+        await user.press(first, first.button(texts.BTN_FULL_RES)["callback_data"])
+        document = await user.wait_for_message(lambda v: v.kind == "document", timeout=240)
+        assert document.document is not None
+        with Image.open(io.BytesIO(document.document)) as im:
+            assert im.size == (128, 96)
+
+
+def _png(pixels: np.ndarray) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint8)).save(out, "PNG")
+    return out.getvalue()
