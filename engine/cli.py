@@ -147,6 +147,7 @@ def params_from_args(args: argparse.Namespace) -> StyleParams:
         "style_scale": args.style_scale,
         "target_loss": args.target_loss,
         "output_format": "png" if args.output.suffix.lower() == ".png" else "jpeg",
+        "preview": False,  # the command line writes the painting only: no quick pass for a preview
     }
     if args.content_weight is not None:
         values["content_weight"] = args.content_weight

@@ -276,7 +276,8 @@ def run_pipeline(
     ]
     if init_image is not None:
         scales = [_Scale(0, scales[-1].side, params.warm_steps(), 1)]
-    quick = params.quick_pass(warm_start=init_image is not None)
+    # Nobody to show a preview to (the benchmarks, a script): no quick pass, no time spent on it.
+    quick = params.quick_pass(warm_start=init_image is not None) if on_progress else None
     if quick is not None:
         quick_side, quick_steps = quick
         scales = [

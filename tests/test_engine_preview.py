@@ -128,6 +128,13 @@ def test_planned_megapixel_steps_match_the_run(weights: str) -> None:
     assert result.megapixel_steps == pytest.approx(planned, rel=0.02)
 
 
+def test_no_quick_pass_without_anyone_to_show_it_to(weights: str) -> None:
+    """A run without a progress callback (a benchmark, a script) spends nothing on a preview."""
+    result = stylize(synthetic_photo(64, 48), [synthetic_style()], FIRST, weights=weights)
+    without_quick = FIRST.replace(preview=False).planned_megapixel_steps(aspect=48 / 64)
+    assert result.megapixel_steps == pytest.approx(without_quick, rel=0.02)
+
+
 def test_the_quick_pass_keeps_the_photos_colours(weights: str) -> None:
     content = synthetic_photo(64, 48)
     reports, _ = _paint(weights, FIRST.replace(preserve_colors=True), content=content)

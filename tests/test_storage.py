@@ -45,7 +45,15 @@ from engine.job import JobState
 from engine.params import StyleParams
 
 REPO_DIR = Path(__file__).resolve().parent.parent
-TABLES = {"users", "presets", "pending", "jobs", "telegram_files", "worker_speeds", "sqlite_sequence"}
+TABLES = {
+    "users",
+    "presets",
+    "pending",
+    "jobs",
+    "telegram_files",
+    "worker_speeds",
+    "sqlite_sequence",
+}
 IMG = b"\x89PNG fake image bytes"
 
 
