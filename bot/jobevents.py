@@ -36,6 +36,8 @@ class JobEvent:
     """With FAILED: an `engine.job.FailureCode` or the engine's `ImageError.code`."""
     detail: str | None = None
     """With FAILED: the engine's own sentence, when it gave one (a refused picture)."""
+    preview: bytes | None = None
+    """With PREVIEW: the JPEG of a waiting job's first look."""
 
 
 EventHandler = Callable[[JobEvent], Awaitable[Any]]

@@ -119,6 +119,7 @@ class JobManager:
         self._queue = FairQueue()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancel_requested: set[str] = set()
+        self._previewed: set[str] = set()  # waiting jobs whose first look was shown
         self._reserved: dict[int, int] = {}  # submits in progress, per user
         self._events = EventPump(on_event)
 
@@ -197,8 +198,28 @@ class JobManager:
         self._jobs[job_id] = job
         self._queue.push(user_id, job_id)
         self._events.emit(JobEvent(EventKind.QUEUED, job, position=self.position(job_id)))
+        self._ask_for_a_first_look(job, inputs)
         self._wake()
         return job_id
+
+    def _ask_for_a_first_look(self, job: Job, inputs: JobInputs) -> None:
+        """Every worker busy: the job will wait, so ask the executor for its first look now
+        (its quick pass, painted between the steps of a running job). The job then runs
+        without its own quick pass."""
+        if self.running_count < self._executor.capacity:
+            return  # it starts at once and shows its own quick pass
+        if job.params.quick_pass(warm_start=inputs.init is not None) is None:
+            return
+        spec = JobSpec(job.id, inputs.content, inputs.styles, job.params, inputs.init)
+
+        def shown(jpeg: bytes, job_id: str = job.id) -> None:
+            waiting = self._jobs.get(job_id)
+            if waiting is None or job_id in self._running:
+                return  # started meanwhile: its own quick pass shows it
+            self._previewed.add(job_id)
+            self._events.emit(JobEvent(EventKind.PREVIEW, waiting, preview=jpeg))
+
+        self._executor.request_preview(spec, shown)
 
     def check_room(self, user_id: int) -> None:
         """Raise `UserQueueFull` or `QueueFull` if `submit` would refuse a job of `user_id` now
@@ -326,7 +347,10 @@ class JobManager:
             return False
         self._jobs[job_id] = job
         self._events.emit(JobEvent(EventKind.STARTED, job, position=0))
-        spec = JobSpec(job_id, inputs.content, inputs.styles, job.params, inputs.init)
+        params = job.params
+        if job_id in self._previewed:  # its first look was painted while it waited
+            params = params.replace(quick_pass_steps=0)
+        spec = JobSpec(job_id, inputs.content, inputs.styles, params, inputs.init)
 
         def on_progress(progress: Progress) -> None:
             self._events.emit(JobEvent(EventKind.PROGRESS, job, progress=progress))
@@ -402,6 +426,7 @@ class JobManager:
     def _forget(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
         self._cancel_requested.discard(job_id)
+        self._previewed.discard(job_id)
 
 
 def _detail(error: ExecutorError) -> str | None:

@@ -53,9 +53,12 @@ FINISHED_STATES = frozenset({JobState.DONE, JobState.FAILED, JobState.CANCELLED}
 
 
 class EventKind(StrEnum):
-    """What the job manager reports about a job, in this order."""
+    """What the job manager reports about a job, in this order (PREVIEW only for a job that
+    waits, while it waits)."""
 
     QUEUED = "queued"
+    PREVIEW = "preview"
+    """A first look at a job that still waits for a worker (it stays queued)."""
     STARTED = "started"
     PROGRESS = "progress"
     DONE = "done"

@@ -18,11 +18,19 @@ from collections.abc import Callable
 from typing import Any
 
 from engine.errors import Cancelled, EngineError, ImageError
-from engine.job import CancelCheck, FailureCode, JobOutcome, JobSpec, ProgressCallback
+from engine.job import (
+    CancelCheck,
+    FailureCode,
+    JobOutcome,
+    JobSpec,
+    Progress,
+    ProgressCallback,
+)
 from engine.params import ParamsError
 
 DEFAULT_JOB_FUNCTION = "engine.worker:run_job"
 DEFAULT_INITIALIZER = "engine.worker:init_worker"
+DEFAULT_PREVIEW_FUNCTION = "engine.worker:run_preview"
 
 _warmed_up: set[str | None] = set()
 
@@ -88,3 +96,37 @@ def run_job(spec: JobSpec, report: ProgressCallback, should_cancel: CancelCheck)
     except EngineError as error:
         return JobOutcome.failed(str(error))
     return JobOutcome.done(result)
+
+
+def run_preview(spec: JobSpec) -> bytes | None:
+    """The first look of a job that still waits for a worker: its quick pass alone, as the
+    preview JPEG the job itself would send first. The local executor paints it between two
+    steps of the job a busy worker runs, so a queued user sees a picture within seconds.
+
+    None when the job has no quick pass (a warm start) or the engine refuses its input (the
+    job reports that itself when it runs)."""
+    from engine.api import stylize
+
+    if spec.params.quick_pass(warm_start=spec.init is not None) is None:
+        return None
+    previews: list[bytes] = []
+
+    def keep(progress: Progress) -> None:
+        if progress.preview is not None:
+            previews.append(progress.preview)
+
+    try:
+        stylize(
+            spec.content,
+            list(spec.styles),
+            spec.params,
+            init=spec.init,
+            on_progress=keep,
+            should_cancel=lambda: bool(previews),  # stop right after the quick pass
+            weights=os.environ.get("STYLEBOT_WEIGHTS") or None,
+        )
+    except Cancelled:
+        pass
+    except (EngineError, ParamsError):
+        return None
+    return previews[0] if previews else None

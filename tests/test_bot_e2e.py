@@ -598,3 +598,46 @@ async def test_a_crash_is_logged_and_the_user_gets_a_reference(
         # the bot keeps working
         await user.send_text("/start")
         await user.wait_for_message(lambda v: v.text == texts.START)
+
+
+class FirstLookExecutor(QuickExecutor):
+    """A QuickExecutor that, like the local pool, paints a waiting job's first look at once."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.asked: list[str] = []
+
+    def request_preview(self, spec: JobSpec, on_preview: Any) -> bool:
+        self.asked.append(spec.job_id)
+        asyncio.get_running_loop().call_soon(on_preview, spec.content)
+        return True
+
+
+async def test_a_waiting_job_shows_its_first_look_while_it_waits(
+    settings: Any, fake_telegram: FakeTelegram
+) -> None:
+    executor = FirstLookExecutor(steps=400, delay=0.05)  # the first job paints for a while
+    async with running_bot(settings, executor=executor):
+        first, second = fake_telegram.user(1001), fake_telegram.user(1002)
+        await first.send_photo(PHOTO)
+        await first.wait_for_message(lambda v: "style" in v.content)
+        await first.send_photo(STYLE)
+        await first.wait_for_message(lambda v: v.content.startswith("🎨 Painting"))
+        assert executor.asked == []  # a free worker: the job shows its own quick pass
+
+        await second.send_photo(PHOTO)
+        await second.wait_for_message(lambda v: "style" in v.content)
+        await second.send_photo(STYLE)
+        look = await second.wait_for_message(lambda v: v.caption == texts.PREVIEW_CAPTION)
+        assert len(executor.asked) == 1
+        # shown while the first painting still runs, and while the second job still waits
+        assert not [v for v in first.messages() if v.kind == "photo" and is_result(v.latest)]
+        status = [m for m in second.messages() if m.latest.buttons and m.kind == "text"]
+        assert status and status[-1].latest.text.startswith("⏳")
+        assert look.photo is not None
+
+        executor.delay = 0.0  # let both paintings finish now
+        await second.wait_for_message(is_result, timeout=60)
+        # it then ran without its own quick pass, and sent no second preview
+        assert executor.specs[-1].params.quick_pass_steps == 0
+        assert len([m for m in second.messages() if m.caption == texts.PREVIEW_CAPTION]) == 1

@@ -373,3 +373,29 @@ async def test_the_real_engine_cancels_within_a_step(engine_pool: LocalExecutor)
     # stopped within a few steps: those already in the pipe when the request came, and the
     # one under way (64 px steps take milliseconds, so a busy loop may be a few behind)
     assert len(steps) <= asked_at + 25, (asked_at, len(steps))
+
+
+async def test_a_waiting_jobs_first_look_is_painted_between_steps_of_the_running_one(
+    engine_pool: LocalExecutor,
+) -> None:
+    waiting = engine_spec("engine-waiting", 10)  # 64 px: a quick pass at 32 px
+    assert not engine_pool.request_preview(waiting, lambda _: None)  # idle: it would just run
+    started = asyncio.Event()
+    running = asyncio.ensure_future(
+        engine_pool.run(engine_spec("engine-long", 2000), lambda _: started.set())
+    )
+    await asyncio.wait_for(started.wait(), 60)
+    looks: list[bytes] = []
+    shown = asyncio.Event()
+
+    def show(jpeg: bytes) -> None:
+        looks.append(jpeg)
+        shown.set()
+
+    assert engine_pool.request_preview(waiting, show)
+    await asyncio.wait_for(shown.wait(), 60)
+    assert not running.done()  # painted while the other job still ran, not after it
+    assert looks[0][:2] == b"\xff\xd8"
+    await engine_pool.cancel("engine-long")
+    with pytest.raises(JobCancelled):
+        await asyncio.wait_for(running, 60)

@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 from engine.job import FailureCode, JobOutcome, JobSpec, OutcomeStatus, Progress, Result
 
+PreviewHandler = Callable[[bytes], None]
 ProgressHandler = Callable[[Progress], None]
 """Called on the event loop's thread, in order, for every progress report of a job."""
 
@@ -93,6 +94,13 @@ class Executor(abc.ABC):
         the job queued without counting an attempt. The default accepts always.
         """
         return None
+
+    def request_preview(self, spec: JobSpec, on_preview: PreviewHandler) -> bool:
+        """Ask for a first look at a job that waits because every worker is busy: the quick
+        pass alone, painted between the steps of a running job; `on_preview` gets the JPEG
+        (on the event loop) if it comes. True when asked. The default cannot (Celery: a
+        worker runs one task at a time), and the job's own quick pass shows it when it runs."""
+        return False
 
 
 def result_or_raise(outcome: JobOutcome) -> Result:

@@ -32,6 +32,7 @@ import threading
 import time
 import traceback
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from multiprocessing.connection import Connection, wait
@@ -43,6 +44,7 @@ from bot.executors.base import (
     JobCancelled,
     JobFailed,
     JobTimedOut,
+    PreviewHandler,
     ProgressHandler,
     WorkerLost,
     result_or_raise,
@@ -57,7 +59,12 @@ from engine.job import (
     Result,
     time_limit,
 )
-from engine.worker import DEFAULT_INITIALIZER, DEFAULT_JOB_FUNCTION, load_callable
+from engine.worker import (
+    DEFAULT_INITIALIZER,
+    DEFAULT_JOB_FUNCTION,
+    DEFAULT_PREVIEW_FUNCTION,
+    load_callable,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +79,17 @@ class _Message(StrEnum):
     INIT_FAILED = "init_failed"  # payload: the error, as text
     PROGRESS = "progress"  # payload: a `Progress`
     OUTCOME = "outcome"  # payload: a `JobOutcome`
+    PREVIEW = "preview"  # a first look at a job that waits (not this worker's); payload: JPEG
+    # or None when there is none to show
     ERROR = "error"  # payload: an unexpected exception, as text
     DIED = "died"  # posted by the reader thread; payload: the exit code
+
+
+@dataclass(frozen=True)
+class PreviewRequest:
+    """Sent down a busy worker's task pipe: paint `spec`'s first look between two steps."""
+
+    spec: JobSpec
 
 
 # -- the worker process -------------------------------------------------------------------
@@ -88,6 +104,7 @@ def _worker_main(
     job_function: str,
     parent_pid: int,
     threads: int,
+    preview_function: str | None = None,
 ) -> None:
     """Entry point of a worker process (spawned, so it starts from a clean interpreter)."""
     # Ctrl-C in a terminal reaches the whole process group: the parent decides when we stop.
@@ -99,6 +116,9 @@ def _worker_main(
         os.nice(WORKER_NICENESS)
     try:
         function: JobFunction = load_callable(job_function)
+        preview: Callable[[JobSpec], bytes | None] | None = (
+            load_callable(preview_function) if preview_function else None
+        )
         if initializer:
             load_callable(initializer)(weights)
     except BaseException as error:
@@ -108,17 +128,46 @@ def _worker_main(
         return
     events.send((_Message.READY, None, os.getpid()))
 
-    def should_cancel() -> bool:
-        # The parent sets the flag; a parent that died (we were re-parented) cancels too.
-        return bool(cancel_flag.value) or os.getppid() != parent_pid
+    stopping = False
+    previews: deque[JobSpec] = deque()
 
-    while True:
+    def paint_a_preview() -> None:
+        """Between two steps of the running job: take what the parent sent meanwhile, and
+        paint one waiting job's first look (a few seconds)."""
+        nonlocal stopping
+        while tasks.poll():
+            message = tasks.recv()
+            if message is None:
+                stopping = True
+            elif isinstance(message, PreviewRequest):
+                previews.append(message.spec)
+        if not previews or preview is None or stopping:
+            return
+        spec = previews.popleft()
+        try:
+            jpeg = preview(spec)
+        except Exception:  # only a first look: the job itself paints as usual
+            traceback.print_exc()
+            return
+        events.send((_Message.PREVIEW, spec.job_id, jpeg))  # None: none to show
+
+    def should_cancel() -> bool:
+        with contextlib.suppress(EOFError, OSError):  # a closed pipe: the checks below decide
+            paint_a_preview()
+        # The parent sets the flag; a parent that died (we were re-parented) cancels too.
+        return stopping or bool(cancel_flag.value) or os.getppid() != parent_pid
+
+    while not stopping:
         try:
             message = tasks.recv()
         except (EOFError, OSError):
             return  # the parent closed our pipe or died
         if message is None:
             return
+        if isinstance(message, PreviewRequest):
+            # came as the worker fell idle: the job itself starts in a moment
+            events.send((_Message.PREVIEW, message.spec.job_id, None))
+            continue
         spec: JobSpec = message
 
         def report(progress: Progress, job_id: str = spec.job_id) -> None:
@@ -139,6 +188,8 @@ def _worker_main(
             reply = (_Message.OUTCOME, spec.job_id, outcome)
         try:
             events.send(reply)
+            while previews:  # asked too late: those jobs start soon and show their own
+                events.send((_Message.PREVIEW, previews.popleft().job_id, None))
         except OSError:
             return
 
@@ -189,6 +240,7 @@ class LocalExecutor(Executor):
         *,
         initializer: str | None = DEFAULT_INITIALIZER,
         cancel_grace: float = 30.0,
+        preview_function: str | None = DEFAULT_PREVIEW_FUNCTION,
     ) -> None:
         if workers < 1:
             raise ValueError("workers must be at least 1")
@@ -198,6 +250,9 @@ class LocalExecutor(Executor):
         self._initializer = initializer
         self._job_timeout = job_timeout
         self._cancel_grace = cancel_grace
+        # Only the real engine paints first looks (tests' light job functions do not).
+        self._preview_function = preview_function if job_function == DEFAULT_JOB_FUNCTION else None
+        self._previews: dict[str, tuple[_Worker, PreviewHandler]] = {}
         self._context = multiprocessing.get_context("spawn")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._workers: dict[int, _Worker] = {}
@@ -264,6 +319,20 @@ class LocalExecutor(Executor):
         finally:
             self._forget(job)
         return result_or_raise(outcome)
+
+    def request_preview(self, spec: JobSpec, on_preview: PreviewHandler) -> bool:
+        busy = [w for w in self._workers.values() if w.ready and not w.doomed and w.job is not None]
+        if self._closed or self._preview_function is None or not busy:
+            return False
+        # The worker asked least often: first looks of several waiting jobs spread out.
+        asked = {w.slot: 0 for w in busy}
+        for worker, _ in self._previews.values():
+            if worker.slot in asked:
+                asked[worker.slot] += 1
+        worker = min(busy, key=lambda w: asked[w.slot])
+        self._previews[spec.job_id] = (worker, on_preview)
+        self._background_task(self._send(worker, PreviewRequest(spec)))
+        return True
 
     async def cancel(self, job_id: str) -> None:
         job = self._jobs.get(job_id)
@@ -337,6 +406,7 @@ class LocalExecutor(Executor):
                 self._job_function,
                 os.getpid(),
                 max(1, (os.cpu_count() or 1) // self._size),
+                self._preview_function,
             ),
             name=f"stylebot-worker-{slot}",
             daemon=True,
@@ -405,7 +475,7 @@ class LocalExecutor(Executor):
             job.timers.append(self._loop.call_later(limit, self._time_out, worker, job))
             self._background_task(self._send(worker, job.spec))
 
-    async def _send(self, worker: _Worker, message: JobSpec) -> None:
+    async def _send(self, worker: _Worker, message: JobSpec | PreviewRequest) -> None:
         try:
             await asyncio.to_thread(worker.tasks.send, message)
         except (OSError, ValueError) as error:
@@ -495,6 +565,13 @@ class LocalExecutor(Executor):
                     job.on_progress(payload)
                 except Exception:
                     log.exception("progress handler of job %s failed", job_id)
+        elif kind is _Message.PREVIEW:
+            asked = self._previews.pop(str(job_id), None)
+            if asked is not None and payload is not None:
+                try:
+                    asked[1](payload)
+                except Exception:
+                    log.exception("preview handler of job %s failed", job_id)
         elif kind in (_Message.OUTCOME, _Message.ERROR):
             job = worker.job
             if job is None or job.spec.job_id != job_id:
@@ -512,6 +589,9 @@ class LocalExecutor(Executor):
             self._on_death(worker, payload)
 
     def _on_death(self, worker: _Worker, exitcode: int | None) -> None:
+        for job_id, (asked, _) in list(self._previews.items()):
+            if asked is worker:  # that first look never comes; the job shows its own
+                del self._previews[job_id]
         job = worker.job
         worker.job = None
         if self._workers.get(worker.slot) is worker:

@@ -131,6 +131,11 @@ class StatusBoard:
             position = event.position if event.position is not None else 1
             st.position = position
             await self._show(st, QUEUED, texts.queued(position), cancel)
+        elif kind is EventKind.PREVIEW and event.preview is not None:
+            # a first look while the job still waits: the status keeps its queue position
+            if not st.preview_sent and not job.meta.full_res:
+                st.preview_sent = True
+                await self._send_preview(st, event.preview)
         elif kind is EventKind.STARTED:
             await self._show(st, STARTED, texts.STARTING, cancel)
         elif kind is EventKind.PROGRESS and event.progress is not None:
