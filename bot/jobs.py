@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import math
 import time
@@ -119,7 +120,9 @@ class JobManager:
         self._queue = FairQueue()
         self._running: dict[str, asyncio.Task[None]] = {}
         self._cancel_requested: set[str] = set()
-        self._previewed: set[str] = set()  # waiting jobs whose first look was shown
+        self._asked: set[str] = set()  # waiting jobs whose first look was asked for
+        self._previewed: set[str] = set()  # ... and shown
+        self._side_tasks: set[asyncio.Task[None]] = set()
         self._reserved: dict[int, int] = {}  # submits in progress, per user
         self._events = EventPump(on_event)
 
@@ -162,7 +165,7 @@ class JobManager:
         self._stopping = True
         if self._dispatcher is not None:
             self._dispatcher.cancel()
-        runners = list(self._running.values())
+        runners = list(self._running.values()) + list(self._side_tasks)
         for task in runners:
             task.cancel()
         await asyncio.gather(*runners, return_exceptions=True)
@@ -198,28 +201,38 @@ class JobManager:
         self._jobs[job_id] = job
         self._queue.push(user_id, job_id)
         self._events.emit(JobEvent(EventKind.QUEUED, job, position=self.position(job_id)))
-        self._ask_for_a_first_look(job, inputs)
         self._wake()
+        await self._ask_for_first_looks()
         return job_id
 
-    def _ask_for_a_first_look(self, job: Job, inputs: JobInputs) -> None:
-        """Every worker busy: the job will wait, so ask the executor for its first look now
-        (its quick pass, painted between the steps of a running job). The job then runs
-        without its own quick pass."""
-        if self.running_count < self._executor.capacity:
-            return  # it starts at once and shows its own quick pass
-        if job.params.quick_pass(warm_start=inputs.init is not None) is None:
+    async def _ask_for_first_looks(self) -> None:
+        """Jobs that wait because every worker is busy: ask the executor for each one's first
+        look (its quick pass, painted between the steps of a running job), once. Such a job
+        then runs without its own quick pass."""
+        if not self._executor.paints_first_looks:
             return
-        spec = JobSpec(job.id, inputs.content, inputs.styles, job.params, inputs.init)
+        for job_id in self._queue.order():
+            if self.running_count < self._executor.capacity:
+                return  # the next job starts at once and shows its own quick pass
+            job = self._jobs.get(job_id)
+            if job is None or job_id in self._asked or job.params.quick_pass() is None:
+                continue
+            try:
+                inputs = await asyncio.to_thread(Spool.read, job.spool_paths)
+            except (OSError, ValueError):
+                continue  # the job reports its lost pictures when it runs
+            if inputs.init is not None:
+                continue  # a warm start has no quick pass
+            spec = JobSpec(job_id, inputs.content, inputs.styles, job.params)
+            if self._executor.request_preview(spec, functools.partial(self._shown, job_id)):
+                self._asked.add(job_id)
 
-        def shown(jpeg: bytes, job_id: str = job.id) -> None:
-            waiting = self._jobs.get(job_id)
-            if waiting is None or job_id in self._running:
-                return  # started meanwhile: its own quick pass shows it
-            self._previewed.add(job_id)
-            self._events.emit(JobEvent(EventKind.PREVIEW, waiting, preview=jpeg))
-
-        self._executor.request_preview(spec, shown)
+    def _shown(self, job_id: str, jpeg: bytes) -> None:
+        job = self._jobs.get(job_id)
+        if job is None or job_id in self._running:
+            return  # started meanwhile: its own quick pass shows it
+        self._previewed.add(job_id)
+        self._events.emit(JobEvent(EventKind.PREVIEW, job, preview=jpeg))
 
     def check_room(self, user_id: int) -> None:
         """Raise `UserQueueFull` or `QueueFull` if `submit` would refuse a job of `user_id` now
@@ -359,6 +372,12 @@ class JobManager:
         try:
             if job_id in self._cancel_requested:
                 raise JobCancelled()
+            # runs once `run` below has handed this job to a worker, which is then busy
+            task = asyncio.get_running_loop().create_task(
+                self._ask_for_first_looks(), name="jobs-first-looks"
+            )
+            self._side_tasks.add(task)
+            task.add_done_callback(self._side_tasks.discard)
             result = await self._executor.run(spec, on_progress)
         except JobCancelled:
             await self._end(job, JobState.CANCELLED)
@@ -426,6 +445,7 @@ class JobManager:
     def _forget(self, job_id: str) -> None:
         self._jobs.pop(job_id, None)
         self._cancel_requested.discard(job_id)
+        self._asked.discard(job_id)
         self._previewed.discard(job_id)
 
 

@@ -607,6 +607,10 @@ class FirstLookExecutor(QuickExecutor):
         super().__init__(**kwargs)
         self.asked: list[str] = []
 
+    @property
+    def paints_first_looks(self) -> bool:
+        return True
+
     def request_preview(self, spec: JobSpec, on_preview: Any) -> bool:
         self.asked.append(spec.job_id)
         asyncio.get_running_loop().call_soon(on_preview, spec.content)

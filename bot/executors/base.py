@@ -95,6 +95,11 @@ class Executor(abc.ABC):
         """
         return None
 
+    @property
+    def paints_first_looks(self) -> bool:
+        """Whether `request_preview` can ever say yes (the job manager asks only then)."""
+        return False
+
     def request_preview(self, spec: JobSpec, on_preview: PreviewHandler) -> bool:
         """Ask for a first look at a job that waits because every worker is busy: the quick
         pass alone, painted between the steps of a running job; `on_preview` gets the JPEG

@@ -320,6 +320,10 @@ class LocalExecutor(Executor):
             self._forget(job)
         return result_or_raise(outcome)
 
+    @property
+    def paints_first_looks(self) -> bool:
+        return self._preview_function is not None
+
     def request_preview(self, spec: JobSpec, on_preview: PreviewHandler) -> bool:
         busy = [w for w in self._workers.values() if w.ready and not w.doomed and w.job is not None]
         if self._closed or self._preview_function is None or not busy:
