@@ -415,6 +415,7 @@ async def run_config(args: argparse.Namespace, workers: int, weights: str) -> di
             weights=weights,
             base=os.environ,
             STYLEBOT_MAX_SIDE=args.size,
+            STYLEBOT_DEFAULT_SIZE=args.size,  # every painting at --size
             STYLEBOT_WORKERS=workers,
             STYLEBOT_EXECUTOR="local",
             STYLEBOT_MAX_QUEUE=max(20, args.users),
