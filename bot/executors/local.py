@@ -130,6 +130,8 @@ def _worker_main(
 
     stopping = False
     previews: deque[JobSpec] = deque()
+    # The running job's own first look goes first: waiting jobs' are painted after it.
+    own_look_shown = True
 
     def paint_a_preview() -> None:
         """Between two steps of the running job: take what the parent sent meanwhile, and
@@ -141,14 +143,14 @@ def _worker_main(
                 stopping = True
             elif isinstance(message, PreviewRequest):
                 previews.append(message.spec)
-        if not previews or preview is None or stopping:
+        if not previews or preview is None or stopping or not own_look_shown:
             return
         spec = previews.popleft()
         try:
             jpeg = preview(spec)
         except Exception:  # only a first look: the job itself paints as usual
             traceback.print_exc()
-            return
+            jpeg = None
         events.send((_Message.PREVIEW, spec.job_id, jpeg))  # None: none to show
 
     def should_cancel() -> bool:
@@ -170,7 +172,11 @@ def _worker_main(
             continue
         spec: JobSpec = message
 
+        own_look_shown = spec.params.quick_pass(warm_start=spec.init is not None) is None
+
         def report(progress: Progress, job_id: str = spec.job_id) -> None:
+            nonlocal own_look_shown
+            own_look_shown = own_look_shown or progress.preview is not None
             events.send((_Message.PROGRESS, job_id, progress))
 
         try:
