@@ -208,7 +208,13 @@ class JobManager:
     async def _ask_for_first_looks(self) -> None:
         """Jobs that wait because every worker is busy: ask the executor for each one's first
         look (its quick pass, painted between the steps of a running job), once. Such a job
-        then runs without its own quick pass."""
+        then runs without its own quick pass. Never raises: a first look is only a bonus."""
+        try:
+            await self._ask_each_waiting_job()
+        except Exception:
+            log.exception("asking for first looks failed")
+
+    async def _ask_each_waiting_job(self) -> None:
         if not self._executor.paints_first_looks:
             return
         for job_id in self._queue.order():
