@@ -24,6 +24,11 @@ warm-start a later run from it. Results older than `results_max_age_s` (default 
 deleted at start and at most hourly after that: a `result_path` may point to a file that is
 gone, so check that it exists.
 
+First looks: a job that must wait because every worker is busy gets its first look early
+when the executor can paint one between the steps of a running job (the local pool can:
+`Executor.request_preview`); a PREVIEW event carries it, and the job later runs without its
+own quick pass. Finished jobs feed the workers' measured speed (`bot.speed`).
+
 Events: `on_event(JobEvent)` is awaited for every event through an `EventPump` (one at a
 time, in order). A job that fails carries a code (`engine.job.FailureCode`, or the engine's
 `ImageError.code` for a refused picture); the bot picks the sentence.
