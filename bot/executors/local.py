@@ -225,6 +225,14 @@ class _Worker:
     """Killed on purpose (timeout) or being shut down: never given another job."""
     pid: int | None = None
     job: _Job | None = None
+    send_lock: threading.Lock = field(default_factory=threading.Lock)
+    """One message at a time down `tasks` (a job and a first-look request may be sent from two
+    threads; interleaved writes would corrupt the pipe)."""
+
+    def send(self, message: JobSpec | PreviewRequest | None) -> None:
+        """Blocking: call from a thread."""
+        with self.send_lock:
+            self.tasks.send(message)
 
 
 class LocalExecutor(Executor):
@@ -448,7 +456,7 @@ class LocalExecutor(Executor):
     async def _stop_worker(self, worker: _Worker, grace: float = 5.0) -> None:
         process = worker.process
         with contextlib.suppress(OSError, ValueError):
-            await asyncio.to_thread(worker.tasks.send, None)
+            await asyncio.to_thread(worker.send, None)
         await asyncio.to_thread(process.join, grace)
         if process.is_alive():
             process.terminate()
@@ -487,7 +495,7 @@ class LocalExecutor(Executor):
 
     async def _send(self, worker: _Worker, message: JobSpec | PreviewRequest) -> None:
         try:
-            await asyncio.to_thread(worker.tasks.send, message)
+            await asyncio.to_thread(worker.send, message)
         except (OSError, ValueError) as error:
             # The worker died meanwhile: its sentinel will fire and fail the job.
             log.warning("could not send a job to worker %d: %s", worker.slot, error)
