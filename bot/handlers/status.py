@@ -133,18 +133,14 @@ class StatusBoard:
             await self._show(st, QUEUED, texts.queued(position), cancel)
         elif kind is EventKind.PREVIEW and event.preview is not None:
             # a first look while the job still waits: the status keeps its queue position
-            if not st.preview_sent and not job.meta.full_res:
-                st.preview_sent = True
-                await self._send_preview(st, event.preview)
+            await self._send_preview(st, job, event.preview)
         elif kind is EventKind.STARTED:
             await self._show(st, STARTED, texts.STARTING, cancel)
         elif kind is EventKind.PROGRESS and event.progress is not None:
             progress = event.progress
             await self._show(st, RUNNING, texts.progress(progress.fraction, progress.eta), cancel)
-            # a full-resolution repaint starts from a painting the user already has
-            if progress.preview and not st.preview_sent and not job.meta.full_res:
-                st.preview_sent = True
-                await self._send_preview(st, progress.preview)
+            if progress.preview:
+                await self._send_preview(st, job, progress.preview)
         elif kind is EventKind.DONE:
             await self._finish(st, job, event.result)
         elif kind is EventKind.FAILED:
@@ -227,7 +223,12 @@ class StatusBoard:
         if edited:
             st.shown_text = st.text
 
-    async def _send_preview(self, st: _Status, preview: bytes) -> None:
+    async def _send_preview(self, st: _Status, job: Job, preview: bytes) -> None:
+        """The job's one preview: the first that comes (a waiting job's first look, or its own
+        quick pass), none for a full-resolution repaint (the user already has the picture)."""
+        if st.preview_sent or job.meta.full_res:
+            return
+        st.preview_sent = True
         try:
             await self._paced(
                 lambda: self.bot.send_photo(
