@@ -16,7 +16,7 @@ Tensor = Any
 
 
 def gram_matrix(features: Tensor) -> Tensor:
-    """[1, H, W, C] or [H, W, C] features → [C, C] Gram matrix divided by H·W."""
+    """[1, H, W, C] or [H, W, C] features → [C, C] float32 Gram matrix divided by H·W."""
     channels = tf.shape(features)[-1]
     flat = tf.reshape(features, [-1, channels])
     return _gram(flat)
@@ -24,16 +24,22 @@ def gram_matrix(features: Tensor) -> Tensor:
 
 @tf.custom_gradient  # type: ignore[untyped-decorator]
 def _gram(flat: Tensor) -> tuple[Tensor, Any]:
-    """FᵀF / N for [N, C] features, with a one-matmul gradient.
+    """FᵀF / N in float32 for [N, C] features (float32 or bfloat16), with a one-matmul gradient.
 
     Automatic differentiation of FᵀF runs two [N, C]×[C, C] products (one per operand) and
-    adds them; since FᵀF is symmetric, d/dF of ⟨U, FᵀF⟩ is F·(U + Uᵀ): one product.
+    adds them; since FᵀF is symmetric, d/dF of ⟨U, FᵀF⟩ is F·(U + Uᵀ): one product. That
+    product is taken in the features' own dtype: with bfloat16 features it runs at twice the
+    float32 rate and needs no cast (5 % of a 512 px step, the loss after 150 evaluations
+    unchanged). The Gram matrix itself stays float32: each entry sums H·W products, and
+    rounding it to bfloat16 measured 0.5 % worse (docs/ARCHITECTURE.md, "Engine choices").
     """
-    positions = tf.cast(tf.shape(flat)[0], flat.dtype)
-    gram = tf.matmul(flat, flat, transpose_a=True) / positions
+    exact = tf.cast(flat, tf.float32)
+    positions = tf.cast(tf.shape(flat)[0], tf.float32)
+    gram = tf.matmul(exact, exact, transpose_a=True) / positions
 
     def gradient(upstream: Tensor) -> Tensor:
-        return tf.matmul(flat, (upstream + tf.transpose(upstream)) / positions)
+        symmetric = (upstream + tf.transpose(upstream)) / positions
+        return tf.matmul(flat, tf.cast(symmetric, flat.dtype))
 
     return gram, gradient
 

@@ -76,10 +76,16 @@ class Objective:
 
     # -- graphs ----------------------------------------------------------------------------
     def _features_graph(self, rgb: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        x = preprocess(rgb)
-        outputs = [tf.cast(o, tf.float32) for o in self._extractor(x, training=False)]
+        style, content = self._computed_features(rgb)
+        return tuple(tf.cast(f, tf.float32) for f in style), content
+
+    def _computed_features(self, rgb: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        """Style features in the convolutions' dtype (the Gram matrix takes them as they
+        are, see losses._gram) and content features in float32."""
+        outputs = self._extractor(preprocess(rgb), training=False)
         n = len(self.style_layers)
-        return tuple(outputs[:n]), tuple(outputs[n:])
+        content = tuple(tf.cast(o, tf.float32) for o in outputs[n:])
+        return tuple(outputs[:n]), content
 
     def _loss_and_grad_graph(
         self,
@@ -92,7 +98,7 @@ class Objective:
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(rgb)
-            style_features, content_features = self._features_graph(rgb)
+            style_features, content_features = self._computed_features(rgb)
             style = losses.style_loss([losses.gram_matrix(f) for f in style_features], gram_targets)
             content = losses.content_loss(content_features, content_targets)
             tv = losses.total_variation(rgb)

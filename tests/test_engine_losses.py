@@ -73,3 +73,24 @@ def test_gram_gradient_matches_automatic_differentiation() -> None:
         else:
             got = tape.gradient(value, features).numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_gram_of_bfloat16_features_is_float32_with_a_bfloat16_gradient() -> None:
+    """The Gram matrix is summed in float32; its gradient is taken in the features' dtype."""
+    rng = np.random.default_rng(2)
+    exact = rng.standard_normal((1, 8, 8, 4)).astype("float32")
+    features = tf.cast(tf.constant(exact), tf.bfloat16)
+    upstream = tf.constant(rng.standard_normal((4, 4)).astype("float32"))
+    with tf.GradientTape() as tape:
+        tape.watch(features)
+        gram = losses.gram_matrix(features)
+        value = tf.reduce_sum(gram * upstream)
+    gradient = tape.gradient(value, features)
+    assert gram.dtype == tf.float32 and gradient.dtype == tf.bfloat16
+    rounded = tf.cast(features, tf.float32).numpy().reshape(-1, 4)
+    np.testing.assert_allclose(gram.numpy(), rounded.T @ rounded / 64.0, rtol=1e-5, atol=1e-6)
+    symmetric = (upstream.numpy() + upstream.numpy().T) / 64.0
+    expected = (rounded @ symmetric).reshape(exact.shape)
+    np.testing.assert_allclose(
+        tf.cast(gradient, tf.float32).numpy(), expected, rtol=2e-2, atol=2e-3
+    )
