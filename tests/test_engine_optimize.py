@@ -143,3 +143,28 @@ def test_lbfgs_keeps_moving_when_the_loss_is_slightly_noisy() -> None:
     run_lbfgs(noisy, np.full(problem.centre.shape, 128.0, np.float32), 300)
     optimum, _ = Quadratic()(problem.solution)
     assert min(exact) <= optimum.total * (1 + 1e-6)
+
+
+def test_the_starting_inverse_hessian_smooths_and_stays_positive_definite() -> None:
+    rng = np.random.default_rng(3)
+    shape = (40, 30, 3)
+    smooth = LbfgsSettings().preconditioner(shape)
+    plain = LbfgsSettings(smoothing=0.0).preconditioner(shape)
+    vectors = rng.standard_normal((20, 40 * 30 * 3)).astype(np.float32)
+    for vector in vectors:
+        np.testing.assert_array_equal(plain(vector), vector)
+        smoothed = smooth(vector)
+        assert smoothed.dtype == np.float32 and smoothed.shape == vector.shape
+        # Positive definite (the L-BFGS direction stays a descent direction) ...
+        assert float(np.dot(vector, smoothed)) > 0.0
+        # ... passing a constant change through and damping pixel-to-pixel noise.
+        assert float(np.linalg.norm(smoothed)) < 0.5 * float(np.linalg.norm(vector))
+    constant = np.full(40 * 30 * 3, 2.0, np.float32)
+    np.testing.assert_allclose(smooth(constant), constant, rtol=1e-5)
+
+
+def test_lbfgs_with_and_without_smoothing_finds_the_minimum() -> None:
+    start = np.full((6, 5, 3), 128.0, np.float32)
+    for settings in (LbfgsSettings(), LbfgsSettings(smoothing=0.0)):
+        best = run_lbfgs(Quadratic(), start, 300, settings=settings)
+        np.testing.assert_allclose(best.image, Quadratic().solution, atol=0.5)
