@@ -17,12 +17,15 @@ from typing import Any
 
 from engine.errors import EngineError
 from engine.params import (
+    DEFAULT_ADAM_STEPS,
+    DEFAULT_LBFGS_STEPS,
     MAX_SIZE,
     MAX_STRENGTH,
     MAX_STYLE_SCALE,
     MIN_SIZE,
     MIN_STRENGTH,
     MIN_STYLE_SCALE,
+    REFERENCE_SIZE,
     ParamsError,
     StyleParams,
 )
@@ -73,7 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--steps", type=_steps, default=None,
-        help="steps per scale, coarsest first; as many scales run as numbers given, e.g. 40,210 or 200 (default: 210 full-size steps at 512 px, more for smaller pictures; adam: 1000)",
+        help="steps per scale, coarsest first; as many scales run as numbers given, e.g. "
+        f"40,{DEFAULT_LBFGS_STEPS[-1]} or 200 (default: {DEFAULT_LBFGS_STEPS[-1]} full-size steps "
+        f"at {REFERENCE_SIZE} px, more for smaller pictures; adam: {DEFAULT_ADAM_STEPS[-1]})",
     )  # fmt: skip
     parser.add_argument(
         "--scales",

@@ -45,18 +45,19 @@ Optimizer = Literal["lbfgs", "adam"]
 OutputFormat = Literal["jpeg", "png"]
 
 # Steps per scale, coarsest first, measured on trained features (benchmarks/bench_engine.py;
-# README, "Benchmarks"): ~200 full-size L-BFGS steps from the photo reach the loss of the
-# reference's 1000 Adam steps at 512 px. Coarse-to-fine scales did not pay on this objective:
-# a coarse result's texture statistics do not carry over to the full size (an upsampled
-# picture's Gram loss is high), and every coarse step cost more than it saved. So the default
-# is one full-size scale; `steps=(40, 210)` and the like still run coarse-to-fine.
-DEFAULT_LBFGS_STEPS: tuple[int, ...] = (210,)
+# README, "Benchmarks"): 166 full-size L-BFGS steps from the photo reach the loss of the
+# reference's 1000 Adam steps at 512 px (195 before the smoothing start of L-BFGS, see
+# engine/optimize.py); the default keeps ~8 % over that. Coarse-to-fine scales did not pay on
+# this objective: a coarse result's texture statistics do not carry over to the full size (an
+# upsampled picture's Gram loss is high), and every coarse step cost more than it saved. So the
+# default is one full-size scale; `steps=(40, 180)` and the like still run coarse-to-fine.
+DEFAULT_LBFGS_STEPS: tuple[int, ...] = (180,)
 # Smaller pictures need more steps to match the reference's loss at their size (measured with
-# the float32 L-BFGS: 200 evaluations at 512 px and 418 at 256 px by the engine's own loss, 431
-# for the scorer's, which reads ~0.3 % higher; steps there are 4x cheaper): below 512 px the
-# final scale's default count scales as (512 / size) ** 1.1 (450 at 256 px). Above 512 px, where
+# the smoothing L-BFGS: 166 evaluations at 512 px and 255 at 256 px by the engine's own loss,
+# the scorer reading ~0.3 % higher; steps there are 4x cheaper): below 512 px the final
+# scale's default count scales as (512 / size) ** 0.65 (282 at 256 px). Above 512 px, where
 # nothing was re-measured, it keeps the exponent measured with scipy's L-BFGS-B (0.85).
-STEPS_SIZE_EXPONENT = 1.1
+STEPS_SIZE_EXPONENT = 0.65
 STEPS_SIZE_EXPONENT_LARGE = 0.85
 MIN_DEFAULT_FINAL_STEPS = 100
 MAX_DEFAULT_FINAL_STEPS = 600
