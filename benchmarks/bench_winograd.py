@@ -1,0 +1,171 @@
+#!/usr/bin/env python3
+"""Would Winograd convolutions, written in TensorFlow ops, beat oneDNN's direct ones? Not a test.
+
+Winograd's F(m×m, 3×3) computes an m×m output tile of a 3×3 convolution with (m+2)² instead
+of 9·m² multiplications (2.25× fewer for m = 2, 4× for m = 4), as (m+2)² independent matrix
+products [tiles × C]·[C × K] between transformed input tiles and transformed filters. For each
+VGG19 layer shape of a 512×384 step, this times forward + backward-to-input (what one
+evaluation of the objective runs per layer) of:
+- tf.nn.conv2d in bfloat16 (what the engine runs: oneDNN's direct convolution);
+- Winograd F(2,3) and F(4,3), the products in bfloat16, the tile transforms in float32, built
+  either from TensorFlow graph ops (strided slices + one Kronecker-matrix product) or compiled
+  with XLA (explicit separable transforms);
+and the relative error of both against a float32 direct convolution.
+
+    .venv/bin/python benchmarks/bench_winograd.py
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+# (height, width, channels in, channels out) of the 3x3 convolutions at 512x384, by block
+SHAPES = [(384, 512, 64, 64), (192, 256, 128, 128), (96, 128, 256, 256), (48, 64, 512, 512),
+          (24, 32, 512, 512)]  # fmt: skip
+
+
+def winograd_matrices(m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bᵀ (input), G (filter), Aᵀ (output) transforms of F(m, 3) (Lavin & Gray, 2016)."""
+    if m == 2:
+        bt = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]]
+        g = [[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]
+        at = [[1, 1, 1, 0], [0, 1, -1, -1]]
+    else:
+        bt = [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
+              [0, -2, -1, 2, 1, 0], [0, 2, -1, -2, 1, 0], [0, 4, 0, -5, 0, 1]]  # fmt: skip
+        g = [[1 / 4, 0, 0], [-1 / 6, -1 / 6, -1 / 6], [-1 / 6, 1 / 6, -1 / 6],
+             [1 / 24, 1 / 12, 1 / 6], [1 / 24, -1 / 12, 1 / 6], [0, 0, 1]]  # fmt: skip
+        at = [[1, 1, 1, 1, 1, 0], [0, 1, -1, 2, -2, 0], [0, 1, 1, 4, 4, 0], [0, 1, -1, 8, -8, 1]]
+    return np.array(bt, float), np.array(g, float), np.array(at, float)
+
+
+def winograd_conv(tf: Any, m: int, kernel: np.ndarray, xla: bool) -> Callable[[Any], Any]:
+    """A 'SAME' 3x3 convolution of an [H, W, C] float32 tensor by Winograd F(m, 3)."""
+    bt, g, at = winograd_matrices(m)
+    a = m + 2
+    filters = np.einsum("ai,ijck,bj->abck", g, kernel.astype(float), g)
+    u = tf.cast(tf.constant(filters.reshape(a * a, *kernel.shape[2:]), tf.float32), tf.bfloat16)
+
+    def tiles(x: Any) -> tuple[Any, Any, Any]:
+        height, width = tf.shape(x)[0], tf.shape(x)[1]
+        th, tw = (height + m - 1) // m, (width + m - 1) // m
+        padded = tf.pad(x, [[1, th * m + 1 - height], [1, tw * m + 1 - width], [0, 0]])
+        return padded, th, tw
+
+    def combine(rows: list[Any], matrix: np.ndarray) -> list[Any]:
+        out = []
+        for r in range(matrix.shape[0]):
+            terms = [rows[i] * float(c) for i, c in enumerate(matrix[r]) if c != 0]
+            out.append(tf.add_n(terms))
+        return out
+
+    if xla:
+
+        @tf.function(jit_compile=True, autograph=False)
+        def transform_in(x: Any) -> Any:
+            padded, th, tw = tiles(x)
+            rows = combine([padded[i : i + m * th : m] for i in range(a)], bt)
+            out = []
+            for row in rows:
+                out += combine([row[:, j : j + m * tw : m] for j in range(a)], bt)
+            return tf.cast(tf.reshape(tf.stack(out), [a * a, -1, x.shape[-1]]), tf.bfloat16)
+
+    else:
+        kron_in = tf.constant(np.kron(bt, bt), tf.float32)
+
+        def transform_in(x: Any) -> Any:
+            padded, th, tw = tiles(x)
+            d = tf.stack(
+                [padded[i : i + m * th : m, j : j + m * tw : m] for i in range(a) for j in range(a)]
+            )
+            v = tf.matmul(kron_in, tf.reshape(d, [a * a, -1]))
+            return tf.cast(tf.reshape(v, [a * a, -1, x.shape[-1]]), tf.bfloat16)
+
+    kron_out = tf.constant(np.kron(at, at), tf.float32)
+
+    def transform_out(products: Any, height: Any, width: Any) -> Any:
+        th, tw = (height + m - 1) // m, (width + m - 1) // m
+        k = products.shape[-1]
+        y = tf.matmul(kron_out, tf.reshape(tf.cast(products, tf.float32), [a * a, -1]))
+        y = tf.transpose(tf.reshape(y, [m, m, th, tw, k]), [2, 0, 3, 1, 4])
+        return tf.reshape(y, [th * m, tw * m, k])[:height, :width]
+
+    def conv(x: Any) -> Any:
+        return transform_out(tf.matmul(transform_in(x), u), tf.shape(x)[0], tf.shape(x)[1])
+
+    return conv
+
+
+def best_time(fn: Callable[[], Any], repeat: int = 5) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> None:
+    import tensorflow as tf
+
+    rows = []
+    print(f"{'layer shape':24} {'direct bf16':>12} {'F(2,3) graph':>14} {'F(4,3) graph':>14} "
+          f"{'F(2,3) XLA':>12} {'F(4,3) XLA':>12}  (ms, forward + backward to input)")  # fmt: skip
+    for height, width, cin, cout in SHAPES:
+        rng = np.random.default_rng(0)
+        x = tf.constant(rng.standard_normal((height, width, cin)), tf.float32)
+        kernel = rng.standard_normal((3, 3, cin, cout)) * np.sqrt(2 / (9 * cin))
+        upstream = tf.constant(rng.standard_normal((height, width, cout)), tf.float32)
+        exact_y = tf.nn.conv2d(x[None], tf.constant(kernel, tf.float32), 1, "SAME")[0]
+        kernel_bf16 = tf.cast(tf.constant(kernel, tf.float32), tf.bfloat16)
+
+        def direct(x: Any, kernel: Any = kernel_bf16) -> Any:
+            y = tf.nn.conv2d(tf.cast(x, tf.bfloat16)[None], kernel, 1, "SAME")[0]
+            return tf.cast(y, tf.float32)
+
+        variants = {"direct": direct}
+        for m in (2, 4):
+            for xla in (False, True):
+                variants[f"F({m},3) {'XLA' if xla else 'graph'}"] = winograd_conv(
+                    tf, m, kernel, xla
+                )
+        row: dict[str, Any] = {"shape": [height, width, cin, cout]}
+        for name, conv in variants.items():
+
+            @tf.function(autograph=False)
+            def step(x: Any, conv: Any = conv, upstream: Any = upstream) -> Any:
+                with tf.GradientTape() as tape:
+                    tape.watch(x)
+                    y = conv(x)
+                    value = tf.reduce_sum(y * upstream)
+                return y, tape.gradient(value, x)
+
+            def run(step: Any = step, x: Any = x) -> list[Any]:
+                return [t.numpy() for t in step(x)]
+
+            seconds = best_time(run)
+            y, _ = step(x)
+            error = float(tf.norm(y - exact_y) / tf.norm(exact_y))
+            row[name] = {"ms": seconds * 1e3, "relative_error": error}
+        rows.append(row)
+        cells = [f"{row[n]['ms']:.1f}" for n in variants]
+        print(f"{height}x{width} {cin}->{cout}".ljust(24) + " ".join(c.rjust(13) for c in cells))
+    errors = {n: max(r[n]["relative_error"] for r in rows) for n in rows[0] if n != "shape"}
+    print("largest relative error vs float32 direct:", {n: f"{e:.1e}" for n, e in errors.items()})
+    date = dt.date.today().isoformat()
+    out = REPO / "benchmarks" / "results" / f"winograd_{date}.json"
+    out.write_text(json.dumps({"date": date, "rows": rows}, indent=1))
+    print(f"written {out.relative_to(REPO)}")
+
+
+if __name__ == "__main__":
+    main()
