@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from bench_engine_profile import best_time  # the benchmarks folder is on the path when run
 
 REPO = Path(__file__).resolve().parent.parent
 # (height, width, channels in, channels out) of the 3x3 convolutions at 512x384, by block
@@ -102,16 +102,6 @@ def winograd_conv(tf: Any, m: int, kernel: np.ndarray, xla: bool) -> Callable[[A
         return transform_out(tf.matmul(transform_in(x), u), tf.shape(x)[0], tf.shape(x)[1])
 
     return conv
-
-
-def best_time(fn: Callable[[], Any], repeat: int = 5) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def main() -> None:

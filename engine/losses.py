@@ -29,7 +29,7 @@ def _gram(flat: Tensor) -> tuple[Tensor, Any]:
     Automatic differentiation of FᵀF runs two [N, C]×[C, C] products (one per operand) and
     adds them; since FᵀF is symmetric, d/dF of ⟨U, FᵀF⟩ is F·(U + Uᵀ): one product. That
     product is taken in the features' own dtype: with bfloat16 features it runs at twice the
-    float32 rate and needs no cast (5 % of a 512 px step, the loss after 150 evaluations
+    float32 rate and needs no cast (~4 % of a 512 px step, the loss after 150 evaluations
     unchanged). The Gram matrix itself stays float32: each entry sums H·W products, and
     rounding it to bfloat16 measured 0.5 % worse (docs/ARCHITECTURE.md, "Engine choices").
     """

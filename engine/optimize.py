@@ -144,9 +144,9 @@ class LbfgsSettings:
 
         def smooth(vector: np.ndarray) -> np.ndarray:
             # Blur the picture's block means, then spread each block's value back over its
-            # pixels (see LBFGS_SMOOTHING_BLOCK). Apart
-            # from partial blocks at the edges this is DᵀGD (D: block means, G: the Gaussian),
-            # symmetric and positive semi-definite, so P is positive definite as L-BFGS needs.
+            # pixels (see LBFGS_SMOOTHING_BLOCK). Apart from partial blocks at the edges this
+            # is DᵀGD up to a factor (D: block means, G: the Gaussian), symmetric and positive
+            # semi-definite, so P is positive definite as L-BFGS needs.
             means = block_sums(vector.reshape(shape)) / counts
             blurred = gaussian_filter(means, sigma, truncate=3.0)
             spread = np.repeat(np.repeat(blurred, block, axis=0), block, axis=1)[:height, :width]
