@@ -101,7 +101,12 @@ class Objective:
             style_features, content_features = self._computed_features(rgb)
             style = losses.style_loss([losses.gram_matrix(f) for f in style_features], gram_targets)
             content = losses.content_loss(content_features, content_targets)
-            tv = losses.total_variation(rgb)
+            # Skipped when unweighted (the default): it costs ~3 % of a 512 px step otherwise.
+            tv = tf.cond(
+                tv_weight > 0.0,
+                lambda: losses.total_variation(rgb),
+                lambda: tf.constant(0.0, tf.float32),
+            )
             total = content_weight * content + style_weight * style + tv_weight * tv
         gradient = tape.gradient(total, rgb)
         return total, gradient, style_weight * style, content_weight * content, tv_weight * tv

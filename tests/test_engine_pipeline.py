@@ -174,3 +174,27 @@ def test_bad_input_raises_image_error(weights: str) -> None:
 def test_shared_photo_and_painting_at_64_px(weights: str, content_path, style_path) -> None:  # type: ignore[no-untyped-def]
     result = stylize(content_path.read_bytes(), [style_path.read_bytes()], TINY, weights=weights)
     assert (result.width, result.height) == (64, 48)
+
+
+def test_total_variation_counts_only_when_weighted(weights: str) -> None:
+    """The objective skips the TV term at weight 0 and adds weight·TV (and its gradient) else."""
+    import tensorflow as tf
+
+    from engine import losses
+
+    objective = get_objective(weights, STYLE_LAYERS, CONTENT_LAYERS)
+    content = decode(synthetic_photo(48, 40))
+    targets = objective.targets(content, [decode(synthetic_style(48, 48))], (1.0,))
+    picture = np.clip(content + np.random.default_rng(0).normal(0, 20, content.shape), 0, 255)
+    picture = picture.astype(np.float32)
+    plain, plain_gradient = objective.evaluate(picture, targets, 1e3, 1e-2, 0.0)
+    smooth, smooth_gradient = objective.evaluate(picture, targets, 1e3, 1e-2, 2.0)
+    rgb = tf.constant(picture[None])
+    with tf.GradientTape() as tape:
+        tape.watch(rgb)
+        tv = losses.total_variation(rgb)
+    tv_gradient = tape.gradient(tv, rgb).numpy()[0]
+    assert plain.tv == 0.0
+    assert smooth.tv == pytest.approx(2.0 * float(tv), rel=1e-5)
+    assert smooth.total == pytest.approx(plain.total + smooth.tv, rel=1e-5)
+    np.testing.assert_allclose(smooth_gradient - plain_gradient, 2.0 * tv_gradient, atol=1e-3)
