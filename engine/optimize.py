@@ -46,6 +46,18 @@ LBFGS_SMOOTHING_SHARE = 0.875
 # The blur runs on 4×4-block means: the same loss as a full-size blur (measured at 256 px), for
 # 6 ms instead of 17 ms per use at 512×384 (two uses per iteration).
 LBFGS_SMOOTHING_BLOCK = 4
+# γ of the starting inverse Hessian, sᵀy / yᵀPy, is the short end of the step sizes the newest
+# pair supports (Barzilai–Borwein); L-BFGS's steps here then stop short of the line's minimum
+# (the slope at the new point is still ~20 % of the old one). 1.5 times it measured 159 instead of
+# 166 evaluations to the recipe's level at 512 px, ~8 % fewer at 256 px on three pairs.
+LBFGS_GAMMA_SCALE = 1.5
+# P is also scaled per pixel by D^½ on each side, D = v^(−exponent/2) normalised to mean 1, v a
+# running mean (memory 0.9) of the squared gradient per pixel: pixels whose gradient stays large
+# (edges, textured areas) take smaller steps, as Adam's per-coordinate scaling does. Measured at
+# 512 px: 147 evaluations to the recipe's level (exponent 0.75) against 159 without, at 256 px 200
+# against 221 (exponent 0.5: 152 and 201; 1.0: 148 and 207; memory 0.98: 166 at 512 px).
+LBFGS_GRADIENT_SCALING = 0.75
+LBFGS_GRADIENT_MEMORY = 0.9
 
 Evaluate = Callable[[np.ndarray], tuple[LossParts, np.ndarray]]
 StepCallback = Callable[[int, LossParts, np.ndarray], None]
@@ -123,6 +135,12 @@ class LbfgsSettings:
     """σ (px) of the blur in the starting inverse Hessian γ·P (0: the plain γ·I)."""
     smoothing_share: float = LBFGS_SMOOTHING_SHARE
     """w in P = (1 − w)·I + w·blur: how much of a step's scale comes from smooth changes."""
+    gamma_scale: float = LBFGS_GAMMA_SCALE
+    """Factor on γ = sᵀy / yᵀPy of the starting inverse Hessian γ·P (1: the textbook γ)."""
+    gradient_scaling: float = LBFGS_GRADIENT_SCALING
+    """Exponent of the per-pixel scaling of P by the gradient's running size (0: none)."""
+    gradient_memory: float = LBFGS_GRADIENT_MEMORY
+    """Memory of the running mean of the squared gradient behind that scaling."""
 
     def preconditioner(self, shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:
         """P for flat vectors of pictures of `shape` (height, width, channels)."""
@@ -155,15 +173,44 @@ class LbfgsSettings:
         return smooth
 
 
+class GradientScaling:
+    """The per-pixel diagonal of P's scaling (LBFGS_GRADIENT_SCALING), from the gradients seen."""
+
+    def __init__(self, shape: tuple[int, ...], exponent: float, memory: float) -> None:
+        self.shape = shape
+        self.exponent = exponent
+        self.memory = memory
+        self.mean_square: np.ndarray | None = None
+
+    def root(self, gradient: np.ndarray) -> np.ndarray | None:
+        """D^½ as a flat float32 vector after taking in `gradient` (None: no scaling)."""
+        if self.exponent <= 0:
+            return None
+        square = np.square(gradient.reshape(self.shape)).sum(axis=-1, keepdims=True)
+        if self.mean_square is None:
+            self.mean_square = square
+        else:
+            self.mean_square = self.memory * self.mean_square + (1.0 - self.memory) * square
+        # The small floor keeps pixels whose gradient vanished (held at a bound) finite.
+        relative = self.mean_square / max(float(self.mean_square.mean()), 1e-30) + 1e-3
+        root = relative ** (-self.exponent / 4.0)
+        root /= np.sqrt(np.mean(np.square(root)))  # D = root² has mean 1
+        return np.broadcast_to(root, self.shape).ravel().astype(np.float32)
+
+
 class _History:
     """The last `size` (s, y) pairs in float32, for the two-loop recursion; `precondition` is
     P of the starting inverse Hessian γ·P (γ = sᵀy / yᵀPy of the newest pair)."""
 
     def __init__(
-        self, size: int, precondition: Callable[[np.ndarray], np.ndarray] = lambda v: v
+        self,
+        size: int,
+        precondition: Callable[[np.ndarray], np.ndarray] = lambda v: v,
+        gamma_scale: float = 1.0,
     ) -> None:
         self.size = size
         self.precondition = precondition
+        self.gamma_scale = gamma_scale
         self.s: list[np.ndarray] = []
         self.y: list[np.ndarray] = []
         self.rho: list[float] = []
@@ -186,7 +233,7 @@ class _History:
         self.s.append(s)
         self.y.append(y)
         self.rho.append(1.0 / sy)
-        self.gamma = sy / float(np.dot(y, self.precondition(y)))
+        self.gamma = self.gamma_scale * sy / float(np.dot(y, self.precondition(y)))
         return True
 
     def direction(self, gradient: np.ndarray) -> np.ndarray:
@@ -203,6 +250,13 @@ class _History:
             q += np.float32(alpha - beta) * s
         q *= np.float32(-1.0)
         return q
+
+
+def _scaled(
+    smooth: Callable[[np.ndarray], np.ndarray], root: np.ndarray
+) -> Callable[[np.ndarray], np.ndarray]:
+    """D^½·smooth·D^½ (symmetric positive definite as smooth is), D^½ = diag(root)."""
+    return lambda vector: root * smooth(root * vector)
 
 
 def _interpolate(f0: float, d0: float, t: float, ft: float, low: float, high: float) -> float:
@@ -236,7 +290,9 @@ def run_lbfgs(
         return _result(tracker, start)
     x = np.clip(start, PIXEL_MIN, PIXEL_MAX).astype(np.float32).ravel()
     shape = start.shape
-    history = _History(settings.history, settings.preconditioner(shape))
+    smooth = settings.preconditioner(shape)
+    history = _History(settings.history, smooth, settings.gamma_scale)
+    scaling = GradientScaling(shape, settings.gradient_scaling, settings.gradient_memory)
 
     def call(point: np.ndarray) -> tuple[float, np.ndarray]:
         parts, gradient = tracker(point.reshape(shape))
@@ -244,6 +300,9 @@ def run_lbfgs(
 
     f, g = call(x)
     while tracker.done < steps and not (target_loss is not None and f <= target_loss):
+        root = scaling.root(g)
+        if root is not None:  # P = D^½·smooth·D^½ for this iteration (γ of its pair too)
+            history.precondition = _scaled(smooth, root)
         held = ((x <= PIXEL_MIN) & (g > 0)) | ((x >= PIXEL_MAX) & (g < 0))
         free_g = np.where(held, np.float32(0.0), g)
         if history.s:

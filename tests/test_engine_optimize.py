@@ -7,7 +7,7 @@ import pytest
 
 from engine.errors import Cancelled
 from engine.objective import LossParts
-from engine.optimize import LbfgsSettings, run_adam, run_lbfgs
+from engine.optimize import GradientScaling, LbfgsSettings, run_adam, run_lbfgs
 
 
 class Quadratic:
@@ -166,5 +166,35 @@ def test_the_starting_inverse_hessian_smooths_and_stays_positive_definite() -> N
 def test_lbfgs_with_and_without_smoothing_finds_the_minimum() -> None:
     start = np.full((6, 5, 3), 128.0, np.float32)
     for settings in (LbfgsSettings(), LbfgsSettings(smoothing=0.0)):
+        best = run_lbfgs(Quadratic(), start, 300, settings=settings)
+        np.testing.assert_allclose(best.image, Quadratic().solution, atol=0.5)
+
+
+def test_the_gradient_scaling_shrinks_steps_where_the_gradient_stays_large() -> None:
+    shape = (4, 5, 3)
+    scaling = GradientScaling(shape, exponent=0.75, memory=0.9)
+    gradient = np.ones(shape, np.float32)
+    gradient[0, 0] = 10.0  # one pixel's gradient is ten times the rest's
+    for _ in range(3):
+        root = scaling.root(gradient.ravel())
+    assert root is not None and root.dtype == np.float32 and root.shape == (4 * 5 * 3,)
+    diagonal = np.square(root).reshape(shape)
+    assert np.all(diagonal > 0.0)
+    np.testing.assert_allclose(diagonal.mean(), 1.0, rtol=1e-5)  # only the balance changes
+    # A pixel with 100 times the squared gradient takes 100^(−0.75/2) of the step, in each channel.
+    np.testing.assert_allclose(diagonal[0, 0] / diagonal[1, 1], 100**-0.375, rtol=0.02)
+    # Off, and for a gradient that vanished everywhere, it stays harmless.
+    assert GradientScaling(shape, exponent=0.0, memory=0.9).root(gradient.ravel()) is None
+    flat = GradientScaling(shape, exponent=0.75, memory=0.9).root(np.zeros(4 * 5 * 3, np.float32))
+    assert flat is not None and np.all(np.isfinite(flat))
+
+
+def test_lbfgs_with_and_without_the_scaled_start_finds_the_minimum() -> None:
+    start = np.full((6, 5, 3), 128.0, np.float32)
+    for settings in (
+        LbfgsSettings(),
+        LbfgsSettings(gamma_scale=1.0, gradient_scaling=0.0),
+        LbfgsSettings(gamma_scale=3.0, gradient_scaling=1.0, smoothing=0.0),
+    ):
         best = run_lbfgs(Quadratic(), start, 300, settings=settings)
         np.testing.assert_allclose(best.image, Quadratic().solution, atol=0.5)
