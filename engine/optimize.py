@@ -5,7 +5,9 @@ against scipy's L-BFGS-B (float64, kept here as `run_lbfgs_scipy` for the benchm
 spends 18–34 ms instead of 0.77–0.95 s per step outside TensorFlow at 512×384, for a loss within
 1 % after the same number of evaluations. Its inverse-Hessian estimate starts from a smoothing
 operator instead of the identity (LBFGS_SMOOTHING), which reaches the same loss in ~15–25 %
-fewer evaluations (docs/ARCHITECTURE.md, "Engine choices").
+fewer evaluations, and that operator is scaled per pixel by the gradient's running size and
+by 1.5 overall (LBFGS_GRADIENT_SCALING, LBFGS_GAMMA_SCALE): ~11 % fewer again at 512 px
+(docs/ARCHITECTURE.md, "Engine choices").
 
 All count a "step" as one evaluation of loss and gradient (one forward and backward pass),
 the unit that costs time, keep the best picture seen, report after every step and check for
