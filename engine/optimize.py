@@ -195,9 +195,10 @@ class GradientScaling:
             self.mean_square = self.memory * self.mean_square + (1.0 - self.memory) * square
         # The small floor keeps pixels whose gradient vanished (held at a bound) finite.
         relative = self.mean_square / max(float(self.mean_square.mean()), 1e-30) + 1e-3
-        root = relative ** (-self.exponent / 4.0)
+        root = (relative ** (-self.exponent / 4.0)).astype(np.float32, copy=False)
         root /= np.sqrt(np.mean(np.square(root)))  # D = root² has mean 1
-        return np.broadcast_to(root, self.shape).ravel().astype(np.float32)
+        # One copy to full size (every channel of a pixel shares its factor).
+        return np.broadcast_to(root, self.shape).reshape(-1)
 
 
 class _History:
