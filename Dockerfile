@@ -33,9 +33,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STYLEBOT_SEED_DIR=/opt/stylebot/seed
 
 # DejaVu Sans for the names on the gallery's contact sheets (bot/gallery.py; Pillow's built-in
-# font has no Cyrillic).
+# font has no Cyrillic). g++ builds the engine's Winograd convolution ops (engine/winograd.py)
+# for the CPU it runs on: once at image build, again on first use if the CPU differs.
 RUN apt-get update \
- && apt-get install --yes --no-install-recommends fonts-dejavu-core \
+ && apt-get install --yes --no-install-recommends fonts-dejavu-core g++ \
  && rm -rf /var/lib/apt/lists/*
 
 # The runtime user. KERAS_HOME must stay writable by it: Keras ignores a cache directory it
@@ -77,6 +78,12 @@ RUN pybabel compile --domain stylebot --directory /tmp/src/bot/locale \
  && if [ "$VARIANT" = gpu ]; then \
         python -c "import tensorflow as tf; assert tf.test.is_built_with_cuda(), 'not a CUDA build'"; \
     fi
+
+# The Winograd convolution ops, built now for this CPU into the runtime user's cache (a
+# container on another kind of CPU builds its own on first use, with the g++ installed above).
+USER stylebot
+RUN python -c "from engine import winograd; assert winograd.load_ops() is not None"
+USER root
 
 # 4. The built-in preset paintings. `python -m bot.presets fetch` stores them in the SQLite
 #    database of STYLEBOT_DATA_DIR, and /data is a volume: a database written there at build

@@ -12,13 +12,18 @@ evaluation of the objective runs per layer) of:
   with XLA (explicit separable transforms);
 and the relative error of both against a float32 direct convolution.
 
-    .venv/bin/python benchmarks/bench_winograd.py
+`--products-only` bounds what a fused Winograd kernel could give: for every 3×3 convolution of
+a 512×384 step, the direct convolution against Winograd's matrix products alone (forward and
+backward to the input), as if the tile transforms cost nothing.
+
+    .venv/bin/python benchmarks/bench_winograd.py [--products-only]
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,7 +109,70 @@ def winograd_conv(tf: Any, m: int, kernel: np.ndarray, xla: bool) -> Callable[[A
     return conv
 
 
+# Every 3x3 convolution the objective runs at 512x384 (block1_conv1's 3 input channels run
+# direct in any case): (height, width, channels in, channels out, how many).
+STEP_LAYERS = [(384, 512, 64, 64, 1), (192, 256, 64, 128, 1), (192, 256, 128, 128, 1),
+               (96, 128, 128, 256, 1), (96, 128, 256, 256, 3), (48, 64, 256, 512, 1),
+               (48, 64, 512, 512, 3), (24, 32, 512, 512, 2)]  # fmt: skip
+
+
+def products_only() -> None:
+    """Direct convolutions against Winograd's products alone, summed over one step's layers."""
+    import tensorflow as tf
+
+    variants = {"F(2,3) bf16": (2, tf.bfloat16), "F(4,3) bf16": (4, tf.bfloat16),
+                "F(4,3) fp32": (4, tf.float32)}  # fmt: skip
+    totals = dict.fromkeys(["direct bf16", *variants], 0.0)
+    rows = []
+    for height, width, cin, cout, count in STEP_LAYERS:
+        rng = np.random.default_rng(0)
+        x = tf.cast(
+            tf.constant(rng.standard_normal((1, height, width, cin)), tf.float32), tf.bfloat16
+        )
+        kernel = tf.cast(
+            tf.constant(rng.standard_normal((3, 3, cin, cout)), tf.float32), tf.bfloat16
+        )
+        upstream = tf.cast(tf.ones((1, height, width, cout)), tf.bfloat16)
+
+        @tf.function(autograph=False)
+        def direct(x: Any = x, kernel: Any = kernel, upstream: Any = upstream) -> Any:
+            y = tf.nn.conv2d(x, kernel, 1, "SAME")
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x), filter=kernel, out_backprop=upstream,
+                strides=[1, 1, 1, 1], padding="SAME")  # fmt: skip
+            return y, dx
+
+        row: dict[str, Any] = {"shape": [height, width, cin, cout], "count": count}
+        row["direct bf16"] = best_time(lambda direct=direct: [t.numpy() for t in direct()]) * 1e3
+        for name, (m, dtype) in variants.items():
+            tiles = -(-height // m) * -(-width // m)
+            a2 = (m + 2) ** 2
+            v = tf.cast(tf.random.normal([a2, tiles, cin]), dtype)
+            u = tf.cast(tf.random.normal([a2, cin, cout]), dtype)
+            g = tf.cast(tf.random.normal([a2, tiles, cout]), dtype)
+
+            @tf.function(autograph=False)
+            def products(v: Any = v, u: Any = u, g: Any = g) -> Any:
+                return tf.matmul(v, u), tf.matmul(g, u, transpose_b=True)
+
+            row[name] = best_time(lambda p=products: [t.numpy() for t in p()]) * 1e3
+        rows.append(row)
+        for name in totals:
+            totals[name] += count * row[name]
+        cells = " ".join(f"{row[n]:10.1f}" for n in totals)
+        print(f"{height}x{width} {cin}->{cout} x{count}".ljust(24) + cells, flush=True)
+    print("step total (ms)".ljust(24) + " ".join(f"{totals[n]:10.1f}" for n in totals))
+    print("columns:", ", ".join(totals))
+    date = dt.date.today().isoformat()
+    out = REPO / "benchmarks" / "results" / f"winograd_products_{date}.json"
+    out.write_text(json.dumps({"date": date, "rows": rows, "totals_ms": totals}, indent=1))
+    print(f"written {out.relative_to(REPO)}")
+
+
 def main() -> None:
+    if "--products-only" in sys.argv[1:]:
+        products_only()
+        return
     import tensorflow as tf
 
     rows = []

@@ -1,0 +1,176 @@
+"""VGG19's 3×3 convolutions by Winograd's F(2×2, 3×3) in bfloat16, for CPUs with native bfloat16.
+
+oneDNN's direct bfloat16 convolutions already run at this CPU's bfloat16 matrix-product rate,
+so a faster step needs fewer multiplications: F(2×2, 3×3) computes each 2×2 output tile with 16
+instead of 36, as 16 matrix products [tiles × C]·[C × K] that TensorFlow runs at that same rate.
+The tile transforms around them are four small C++ ops (engine/native/winograd_ops.cc), compiled
+on first use with g++ and the flags TensorFlow reports, and cached. Measured at 512×384 on a
+Zen 4 CPU: forward + backward-to-input of the step's convolutions take ~0.56 of the direct
+ones' time (docs/ARCHITECTURE.md, "Winograd convolutions").
+
+Without a compiler, or if the build fails, `load_ops` returns None and the engine keeps the
+direct convolutions (same objective, slower step). STYLEBOT_WINOGRAD=0 turns this off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+log = logging.getLogger(__name__)
+
+ENV_SWITCH = "STYLEBOT_WINOGRAD"
+SOURCE = Path(__file__).with_name("native") / "winograd_ops.cc"
+# G of F(2, 3) (Lavin & Gray, 2016): the filter transform U = G·g·Gᵀ, done once per layer.
+FILTER_TRANSFORM = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+
+_lock = threading.Lock()
+_ops: dict[str, Any] = {}
+
+
+def enabled() -> bool:
+    """False when STYLEBOT_WINOGRAD is 0/false/no/off."""
+    return os.environ.get(ENV_SWITCH, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def _cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "stylebot"
+
+
+def _cpu_signature() -> str:
+    """The machine type and its CPU's feature flags (Linux), which -march=native builds for."""
+    flags = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line
+                break
+    return f"{os.uname().machine} {flags}"
+
+
+def _build(target: Path) -> None:
+    """Compile SOURCE into `target` (written to a temporary name, then renamed: another
+    process building at the same time never loads half a file)."""
+    compiler = os.environ.get("CXX") or "g++"
+    if shutil.which(compiler) is None:
+        raise RuntimeError(f"no C++ compiler ({compiler})")
+    flags = tf.sysconfig.get_compile_flags() + tf.sysconfig.get_link_flags()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, temporary = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    command = [compiler, "-shared", "-fPIC", "-O3", "-fopenmp", "-w", str(SOURCE), "-o", temporary]
+    command += ["-march=native", *flags]  # AVX-512 where this CPU has it
+    try:
+        subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
+        os.replace(temporary, target)
+    except subprocess.CalledProcessError as error:
+        raise RuntimeError(f"compiling {SOURCE.name} failed: {error.stderr[-2000:]}") from error
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+
+
+def load_ops() -> Any | None:
+    """The compiled transform ops (built once per machine and TensorFlow version), or None."""
+    with _lock:
+        if "ops" in _ops:
+            return _ops["ops"]
+        ops = None
+        if enabled():
+            # -march=native: a library is only loaded on the kind of CPU it was built for.
+            key = hashlib.sha256(
+                SOURCE.read_bytes() + tf.__version__.encode() + _cpu_signature().encode()
+            ).hexdigest()[:16]
+            target = _cache_dir() / f"winograd_ops-{key}.so"
+            try:
+                if not target.exists():
+                    _build(target)
+                ops = tf.load_op_library(str(target))
+            except Exception as error:  # no compiler, no headers, a read-only home...
+                log.warning("Winograd convolutions unavailable, using direct ones: %s", error)
+        _ops["ops"] = ops
+        return ops
+
+
+def filters(kernel: np.ndarray) -> Any:
+    """[3, 3, C, K] kernel → [16, C, K] bfloat16 transformed filters (computed in float64)."""
+    g = FILTER_TRANSFORM
+    transformed = np.einsum("ai,ijck,bj->abck", g, kernel.astype(np.float64), g)
+    return tf.constant(transformed.reshape(16, *kernel.shape[2:]), tf.bfloat16)
+
+
+def conv3x3(ops: Any, x: Any, transformed: Any) -> Any:
+    """'SAME' 3×3 convolution of [H, W, C] bfloat16 by [16, C, K] filters; gradient to x only."""
+
+    @tf.custom_gradient  # type: ignore[untyped-decorator]
+    def convolve(x: Any) -> tuple[Any, Any]:
+        size = tf.shape(x)[:2]
+        y = ops.winograd_output(tf.matmul(ops.winograd_input(x), transformed), size)
+
+        def gradient(upstream: Any) -> Any:
+            tiles = ops.winograd_output_adjoint(tf.cast(upstream, tf.bfloat16))
+            back = tf.matmul(tiles, transformed, transpose_b=True)
+            return ops.winograd_input_adjoint(back, size)
+
+        return y, gradient
+
+    return convolve(x)
+
+
+class WinogradVGG:
+    """The Keras VGG19 extractor's computation with Winograd convolutions, same outputs.
+
+    Runs every 3×3 convolution but the first (3 input channels: nothing to save) by F(2×2, 3×3)
+    in bfloat16, then bias and ReLU; max pooling as Keras does. Outputs are the requested
+    layers' activations, [1, h, w, c] bfloat16, as the Keras model gives them under the
+    mixed_bfloat16 policy.
+    """
+
+    def __init__(self, ops: Any, vgg: Any, layers: tuple[str, ...]) -> None:
+        self.ops = ops
+        self.layers = layers
+        deepest = max(vgg.layers.index(vgg.get_layer(name)) for name in layers)
+        self.plan: list[tuple[str, str, Any, Any]] = []
+        for layer in vgg.layers[: deepest + 1]:
+            kind = layer.__class__.__name__
+            if kind == "Conv2D":
+                kernel, bias = (np.asarray(w) for w in layer.get_weights())
+                direct = kernel.shape[2] < 16
+                weights = tf.constant(kernel, tf.bfloat16) if direct else filters(kernel)
+                self.plan.append(
+                    (
+                        layer.name,
+                        "direct" if direct else "winograd",
+                        weights,
+                        tf.constant(bias, tf.bfloat16),
+                    )
+                )
+            elif kind == "MaxPooling2D":
+                self.plan.append((layer.name, "pool", None, None))
+
+    def __call__(self, preprocessed: Any, training: bool = False) -> list[Any]:
+        x = tf.cast(preprocessed, tf.bfloat16)[0]
+        outputs: dict[str, Any] = {}
+        for name, kind, weights, bias in self.plan:
+            if kind == "pool":
+                x = tf.nn.max_pool2d(x[None], 2, 2, "VALID")[0]
+            else:
+                if kind == "direct":
+                    x = tf.nn.conv2d(x[None], weights, 1, "SAME")[0]
+                else:
+                    x = conv3x3(self.ops, x, weights)
+                x = tf.nn.relu(x + bias)
+            outputs[name] = x
+        return [outputs[name][None] for name in self.layers]
