@@ -14,9 +14,10 @@ and the relative error of both against a float32 direct convolution.
 
 `--products-only` bounds what a fused Winograd kernel could give: for every 3×3 convolution of
 a 512×384 step, the direct convolution against Winograd's matrix products alone (forward and
-backward to the input), as if the tile transforms cost nothing.
+backward to the input), as if the tile transforms cost nothing. `--engine` times the engine's
+own F(2,3) (engine/winograd.py: the transforms as C++ ops) against the same two.
 
-    .venv/bin/python benchmarks/bench_winograd.py [--products-only]
+    .venv/bin/python benchmarks/bench_winograd.py [--products-only | --engine]
 """
 
 from __future__ import annotations
@@ -169,9 +170,76 @@ def products_only() -> None:
     print(f"written {out.relative_to(REPO)}")
 
 
+def engine_winograd() -> None:
+    """The engine's F(2,3) against direct convolutions and its own products, per layer."""
+    import tensorflow as tf
+
+    sys.path.insert(0, str(REPO))
+    from engine import winograd
+
+    ops = winograd.load_ops()
+    if ops is None:
+        raise SystemExit("the Winograd ops could not be built here")
+    totals = {"direct bf16": 0.0, "engine F(2,3)": 0.0, "its products": 0.0}
+    rows = []
+    for height, width, cin, cout, count in STEP_LAYERS:
+        rng = np.random.default_rng(0)
+        x32 = rng.standard_normal((height, width, cin)).astype(np.float32)
+        k32 = (rng.standard_normal((3, 3, cin, cout)) * np.sqrt(2 / (9 * cin))).astype(np.float32)
+        dy32 = rng.standard_normal((height, width, cout)).astype(np.float32)
+        x, dy = tf.constant(x32, tf.bfloat16), tf.constant(dy32, tf.bfloat16)
+        kernel, transformed = tf.constant(k32, tf.bfloat16), winograd.filters(k32)
+        size = tf.constant([height, width])
+        tiles_in, tiles_back = ops.winograd_input(x), ops.winograd_output_adjoint(dy)
+
+        @tf.function(autograph=False)
+        def direct(x: Any = x, kernel: Any = kernel, dy: Any = dy) -> Any:
+            y = tf.nn.conv2d(x[None], kernel, 1, "SAME")[0]
+            dx = tf.raw_ops.Conv2DBackpropInput(
+                input_sizes=tf.shape(x[None]), filter=kernel, out_backprop=dy[None],
+                strides=[1, 1, 1, 1], padding="SAME")[0]  # fmt: skip
+            return y, dx
+
+        @tf.function(autograph=False)
+        def fused(x: Any = x, u: Any = transformed, dy: Any = dy, size: Any = size) -> Any:
+            y = ops.winograd_output(tf.matmul(ops.winograd_input(x), u), size)
+            back = tf.matmul(ops.winograd_output_adjoint(dy), u, transpose_b=True)
+            return y, ops.winograd_input_adjoint(back, size)
+
+        @tf.function(autograph=False)
+        def products(v: Any = tiles_in, u: Any = transformed, g: Any = tiles_back) -> Any:
+            return tf.matmul(v, u), tf.matmul(g, u, transpose_b=True)
+
+        exact = tf.nn.conv2d(x32[None], k32, 1, "SAME")[0]
+        error = {
+            name: float(tf.norm(tf.cast(fn()[0], tf.float32) - exact) / tf.norm(exact))
+            for name, fn in (("direct bf16", direct), ("engine F(2,3)", fused))
+        }
+        row: dict[str, Any] = {"shape": [height, width, cin, cout], "count": count, "error": error}
+        for name, fn in (
+            ("direct bf16", direct),
+            ("engine F(2,3)", fused),
+            ("its products", products),
+        ):
+            row[name] = best_time(lambda fn=fn: [t.numpy() for t in fn()]) * 1e3
+            totals[name] += count * row[name]
+        rows.append(row)
+        cells = " ".join(f"{row[n]:10.1f}" for n in totals)
+        print(f"{height}x{width} {cin}->{cout} x{count}".ljust(24) + cells, flush=True)
+    print("step total (ms)".ljust(24) + " ".join(f"{totals[n]:10.1f}" for n in totals))
+    print("columns:", ", ".join(totals), "| relative error vs float32:", rows[0]["error"])
+    date = dt.date.today().isoformat()
+    out = REPO / "benchmarks" / "results" / f"winograd_engine_{date}.json"
+    out.write_text(json.dumps({"date": date, "rows": rows, "totals_ms": totals}, indent=1))
+    print(f"written {out.relative_to(REPO)}")
+
+
 def main() -> None:
     if "--products-only" in sys.argv[1:]:
         products_only()
+        return
+    if "--engine" in sys.argv[1:]:
+        engine_winograd()
         return
     import tensorflow as tf
 

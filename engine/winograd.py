@@ -70,7 +70,7 @@ def _build(target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    command = [compiler, "-shared", "-fPIC", "-O3", "-fopenmp", "-w", str(SOURCE), "-o", temporary]
+    command = [compiler, "-shared", "-fPIC", "-O3", "-w", str(SOURCE), "-o", temporary]
     command += ["-march=native", *flags]  # AVX-512 where this CPU has it
     try:
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)

@@ -13,6 +13,7 @@
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
 #include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/util/work_sharder.h"
 
 using namespace tensorflow;
 
@@ -33,6 +34,16 @@ inline uint16_t store(float f) {  // round to nearest even
 }
 
 constexpr int kChunk = 64;  // channels per inner block (vectorised loops)
+
+// Runs body(first, last) over [0, rows) on TensorFlow's intra-op threads, so the engine's
+// thread setting (STYLEBOT_ENGINE_THREADS) holds for these ops too; cost: rough cycles per row.
+template <typename Body>
+void ForRows(OpKernelContext* ctx, int64_t rows, int64_t cost, Body body) {
+  const auto* threads = ctx->device()->tensorflow_cpu_worker_threads();
+  Shard(threads->num_threads, threads->workers, rows, cost, [&body](int64_t first, int64_t last) {
+    body(static_cast<int>(first), static_cast<int>(last));
+  });
+}
 
 }  // namespace
 
@@ -82,8 +93,8 @@ class WinogradInputOp : public OpKernel {
     const uint16_t* in = reinterpret_cast<const uint16_t*>(x.flat<bfloat16>().data());
     uint16_t* out = reinterpret_cast<uint16_t*>(v->flat<bfloat16>().data());
     const int64_t plane = static_cast<int64_t>(tiles) * C;
-#pragma omp parallel for schedule(static)
-    for (int ti = 0; ti < th; ++ti) {
+    ForRows(ctx, th, static_cast<int64_t>(tw) * C * 64, [&](int first, int last) {
+    for (int ti = first; ti < last; ++ti) {
       float d[4][4][kChunk], t[4][4][kChunk];
       for (int tj = 0; tj < tw; ++tj) {
         const int64_t tile = static_cast<int64_t>(ti) * tw + tj;
@@ -123,6 +134,7 @@ class WinogradInputOp : public OpKernel {
         }
       }
     }
+    });
   }
 };
 
@@ -139,8 +151,8 @@ class WinogradOutputOp : public OpKernel {
     const uint16_t* in = reinterpret_cast<const uint16_t*>(m.flat<bfloat16>().data());
     uint16_t* out = reinterpret_cast<uint16_t*>(y->flat<bfloat16>().data());
     const int64_t plane = static_cast<int64_t>(th) * tw * K;
-#pragma omp parallel for schedule(static)
-    for (int ti = 0; ti < th; ++ti) {
+    ForRows(ctx, th, static_cast<int64_t>(tw) * K * 64, [&](int first, int last) {
+    for (int ti = first; ti < last; ++ti) {
       float s[2][4][kChunk];
       for (int tj = 0; tj < tw; ++tj) {
         const int64_t tile = static_cast<int64_t>(ti) * tw + tj;
@@ -173,6 +185,7 @@ class WinogradOutputOp : public OpKernel {
         }
       }
     }
+    });
   }
 };
 
@@ -188,8 +201,8 @@ class WinogradOutputAdjointOp : public OpKernel {
     const uint16_t* in = reinterpret_cast<const uint16_t*>(dy.flat<bfloat16>().data());
     uint16_t* out = reinterpret_cast<uint16_t*>(dm->flat<bfloat16>().data());
     const int64_t plane = static_cast<int64_t>(tiles) * K;
-#pragma omp parallel for schedule(static)
-    for (int ti = 0; ti < th; ++ti) {
+    ForRows(ctx, th, static_cast<int64_t>(tw) * K * 64, [&](int first, int last) {
+    for (int ti = first; ti < last; ++ti) {
       float g[2][2][kChunk], t[4][2][kChunk];
       for (int tj = 0; tj < tw; ++tj) {
         const int64_t tile = static_cast<int64_t>(ti) * tw + tj;
@@ -227,6 +240,7 @@ class WinogradOutputAdjointOp : public OpKernel {
         }
       }
     }
+    });
   }
 };
 
@@ -246,8 +260,8 @@ class WinogradInputAdjointOp : public OpKernel {
     // Windows of neighbouring tiles overlap by two pixels, so each output pixel gathers from
     // the (up to) two tiles per axis that cover it: no scatter, no races, float32 sums.
     // Tile i covers rows 2i-1 .. 2i+2: row y is position r = y + 1 - 2i of tile i.
-#pragma omp parallel for schedule(static)
-    for (int yy = 0; yy < H; ++yy) {
+    ForRows(ctx, H, static_cast<int64_t>(W) * C * 64, [&](int first, int last) {
+    for (int yy = first; yy < last; ++yy) {
       float acc[kChunk];
       for (int xx = 0; xx < W; ++xx) {
         for (int c0 = 0; c0 < C; c0 += kChunk) {
@@ -279,6 +293,7 @@ class WinogradInputAdjointOp : public OpKernel {
         }
       }
     }
+    });
   }
 };
 
