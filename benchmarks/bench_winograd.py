@@ -190,27 +190,31 @@ def engine_winograd() -> None:
         x, dy = tf.constant(x32, tf.bfloat16), tf.constant(dy32, tf.bfloat16)
         kernel, transformed = tf.constant(k32, tf.bfloat16), winograd.filters(k32)
         size = tf.constant([height, width])
-        tiles_in, tiles_back = ops.winograd_input(x), ops.winograd_output_adjoint(dy)
+        bias = tf.zeros([cout])  # ReLU and bias fused into the engine's output transform
+        y_engine = ops.winograd_output(tf.matmul(ops.winograd_input(x), transformed), bias, size)
+        tiles_in, tiles_back = ops.winograd_input(x), ops.winograd_output_adjoint(dy, y_engine)
 
         @tf.function(autograph=False)
         def direct(x: Any = x, kernel: Any = kernel, dy: Any = dy) -> Any:
-            y = tf.nn.conv2d(x[None], kernel, 1, "SAME")[0]
+            y = tf.nn.relu(tf.nn.conv2d(x[None], kernel, 1, "SAME")[0])  # oneDNN fuses the ReLU
             dx = tf.raw_ops.Conv2DBackpropInput(
                 input_sizes=tf.shape(x[None]), filter=kernel, out_backprop=dy[None],
                 strides=[1, 1, 1, 1], padding="SAME")[0]  # fmt: skip
             return y, dx
 
         @tf.function(autograph=False)
-        def fused(x: Any = x, u: Any = transformed, dy: Any = dy, size: Any = size) -> Any:
-            y = ops.winograd_output(tf.matmul(ops.winograd_input(x), u), size)
-            back = tf.matmul(ops.winograd_output_adjoint(dy), u, transpose_b=True)
+        def fused(
+            x: Any = x, u: Any = transformed, b: Any = bias, dy: Any = dy, size: Any = size
+        ) -> Any:
+            y = ops.winograd_output(tf.matmul(ops.winograd_input(x), u), b, size)
+            back = tf.matmul(ops.winograd_output_adjoint(dy, y), u, transpose_b=True)
             return y, ops.winograd_input_adjoint(back, size)
 
         @tf.function(autograph=False)
         def products(v: Any = tiles_in, u: Any = transformed, g: Any = tiles_back) -> Any:
             return tf.matmul(v, u), tf.matmul(g, u, transpose_b=True)
 
-        exact = tf.nn.conv2d(x32[None], k32, 1, "SAME")[0]
+        exact = tf.nn.relu(tf.nn.conv2d(x32[None], k32, 1, "SAME")[0])
         error = {
             name: float(tf.norm(tf.cast(fn()[0], tf.float32) - exact) / tf.norm(exact))
             for name, fn in (("direct bf16", direct), ("engine F(2,3)", fused))

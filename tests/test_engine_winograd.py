@@ -40,23 +40,29 @@ def test_winograd_convolution_and_its_gradient_match_the_direct_ones(
     rng = np.random.default_rng(height * 10 + width)
     x = rng.standard_normal((height, width, 16)).astype(np.float32)
     kernel = rng.standard_normal((3, 3, 16, 8)).astype(np.float32)
+    bias = rng.standard_normal(8).astype(np.float32)
     upstream = rng.standard_normal((height, width, 8)).astype(np.float32)
 
     x_bf16 = tf.constant(x, tf.bfloat16)
     with tf.GradientTape() as tape:
         tape.watch(x_bf16)
-        y = winograd.conv3x3(ops, x_bf16, winograd.filters(kernel))
+        y = winograd.conv3x3_relu(ops, x_bf16, winograd.filters(kernel), tf.constant(bias))
         value = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
     gradient = tape.gradient(value, x_bf16)
 
+    # float32 reference; its gradient through the ReLU mask of the Winograd output, since an
+    # output within bfloat16's rounding of 0 may land on either side of the ReLU.
+    mask = tf.cast(tf.cast(y, tf.float32) > 0, tf.float32)
     x32 = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(x32)
-        y_exact = tf.nn.conv2d(x32[None], kernel, 1, "SAME")[0]
-        value_exact = tf.reduce_sum(y_exact * upstream)
+        pre_activation = tf.nn.conv2d(x32[None], kernel, 1, "SAME")[0] + bias
+        value_exact = tf.reduce_sum(pre_activation * mask * upstream)
     gradient_exact = tape.gradient(value_exact, x32)
+    y_exact = tf.nn.relu(pre_activation)
 
     assert y.shape == y_exact.shape and y.dtype == tf.bfloat16
+    assert float(tf.reduce_min(tf.cast(y, tf.float32))) >= 0.0  # the fused ReLU
     # bfloat16 rounding: the direct bfloat16 convolution is off by ~3e-3, Winograd by ~6e-3.
     assert relative_error(y, y_exact) < 2e-2
     assert relative_error(gradient, gradient_exact) < 2e-2

@@ -1,8 +1,9 @@
 // The tile transforms of Winograd's F(2x2, 3x3) as TensorFlow CPU ops: bfloat16 in and out,
 // float32 inside, one pass over memory each. With them a 3x3 'SAME' convolution of [H, W, C] is
-//   Y = WinogradOutput(BatchMatMul(WinogradInput(X), U), [H, W])      (U: [16, C, K] filters)
-// and its gradient to X is
-//   dX = WinogradInputAdjoint(BatchMatMul(WinogradOutputAdjoint(dY), U^T), [H, W]):
+//   Y = ReLU(conv(X) + bias) = WinogradOutput(BatchMatMul(WinogradInput(X), U), bias, [H, W])
+// (U: [16, C, K] transformed filters; bias and ReLU fused, as oneDNN fuses them into its direct
+// convolutions) and its gradient to X is
+//   dX = WinogradInputAdjoint(BatchMatMul(WinogradOutputAdjoint(dY, Y), U^T), [H, W]):
 // 2.25x fewer multiplications than the direct convolution, done by TensorFlow's own batched
 // matrix products (engine/winograd.py builds, loads and uses them; docs/ARCHITECTURE.md,
 // "Winograd convolutions"). Compiled on first use with the flags TensorFlow reports.
@@ -33,6 +34,8 @@ inline uint16_t store(float f) {  // round to nearest even
   return static_cast<uint16_t>(bits >> 16);
 }
 
+inline uint16_t Relu(float f) { return f > 0.f ? store(f) : 0; }
+
 constexpr int kChunk = 64;  // channels per inner block (vectorised loops)
 
 // Runs body(first, last) over [0, rows) on TensorFlow's intra-op threads, so the engine's
@@ -56,8 +59,9 @@ REGISTER_OP("WinogradInput")
     });
 
 REGISTER_OP("WinogradOutput")
-    .Input("m: bfloat16")  // [16, tiles, K]
-    .Input("size: int32")   // [H, W]
+    .Input("m: bfloat16")    // [16, tiles, K]
+    .Input("bias: float")    // [K]
+    .Input("size: int32")    // [H, W]
     .Output("y: bfloat16")  // [H, W, K]
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       c->set_output(0, c->UnknownShapeOfRank(3));
@@ -66,6 +70,7 @@ REGISTER_OP("WinogradOutput")
 
 REGISTER_OP("WinogradOutputAdjoint")
     .Input("dy: bfloat16")  // [H, W, K]
+    .Input("y: bfloat16")   // [H, W, K], the forward output: the ReLU's mask
     .Output("dm: bfloat16")  // [16, tiles, K]
     .SetShapeFn([](shape_inference::InferenceContext* c) {
       c->set_output(0, c->UnknownShapeOfRank(3));
@@ -143,7 +148,8 @@ class WinogradOutputOp : public OpKernel {
   explicit WinogradOutputOp(OpKernelConstruction* c) : OpKernel(c) {}
   void Compute(OpKernelContext* ctx) override {
     const Tensor& m = ctx->input(0);
-    const auto size = ctx->input(1).flat<int32>();
+    const float* bias = ctx->input(1).flat<float>().data();
+    const auto size = ctx->input(2).flat<int32>();
     const int H = size(0), W = size(1), K = m.dim_size(2);
     const int th = (H + 1) / 2, tw = (W + 1) / 2;
     Tensor* y = nullptr;
@@ -176,10 +182,11 @@ class WinogradOutputOp : public OpKernel {
               const int xx = 2 * tj + q;
               if (xx >= W) continue;
               uint16_t* o = out + (static_cast<int64_t>(yy) * W + xx) * K + c0;
+              const float* b = bias + c0;
               if (q == 0)
-                for (int k = 0; k < n; ++k) o[k] = store(s[r][0][k] + s[r][1][k] + s[r][2][k]);
+                for (int k = 0; k < n; ++k) o[k] = Relu(s[r][0][k] + s[r][1][k] + s[r][2][k] + b[k]);
               else
-                for (int k = 0; k < n; ++k) o[k] = store(s[r][1][k] - s[r][2][k] - s[r][3][k]);
+                for (int k = 0; k < n; ++k) o[k] = Relu(s[r][1][k] - s[r][2][k] - s[r][3][k] + b[k]);
             }
           }
         }
@@ -199,6 +206,7 @@ class WinogradOutputAdjointOp : public OpKernel {
     Tensor* dm = nullptr;
     OP_REQUIRES_OK(ctx, ctx->allocate_output(0, TensorShape({16, tiles, K}), &dm));
     const uint16_t* in = reinterpret_cast<const uint16_t*>(dy.flat<bfloat16>().data());
+    const uint16_t* mask = reinterpret_cast<const uint16_t*>(ctx->input(1).flat<bfloat16>().data());
     uint16_t* out = reinterpret_cast<uint16_t*>(dm->flat<bfloat16>().data());
     const int64_t plane = static_cast<int64_t>(tiles) * K;
     ForRows(ctx, th, static_cast<int64_t>(tw) * K * 64, [&](int first, int last) {
@@ -214,8 +222,14 @@ class WinogradOutputAdjointOp : public OpKernel {
               if (yy >= H || xx >= W) {
                 for (int k = 0; k < n; ++k) g[r][q][k] = 0.f;
               } else {
-                const uint16_t* p = in + (static_cast<int64_t>(yy) * W + xx) * K + c0;
-                for (int k = 0; k < n; ++k) g[r][q][k] = load(p + k);
+                const int64_t at = (static_cast<int64_t>(yy) * W + xx) * K + c0;
+                // The ReLU's gradient: nothing flows back where the output was clipped to 0
+                // (bit arithmetic rather than a branch, so that the loop vectorises).
+                for (int k = 0; k < n; ++k) {
+                  const uint32_t keep = mask[at + k] != 0 ? 0xFFFFu : 0u;
+                  const uint16_t bits = static_cast<uint16_t>(in[at + k] & keep);
+                  g[r][q][k] = load(&bits);
+                }
               }
             }
           for (int q = 0; q < 2; ++q)
@@ -298,6 +312,7 @@ class WinogradInputAdjointOp : public OpKernel {
 };
 
 REGISTER_KERNEL_BUILDER(Name("WinogradInput").Device(DEVICE_CPU), WinogradInputOp);
-REGISTER_KERNEL_BUILDER(Name("WinogradOutput").Device(DEVICE_CPU).HostMemory("size"), WinogradOutputOp);
+REGISTER_KERNEL_BUILDER(Name("WinogradOutput").Device(DEVICE_CPU).HostMemory("size"),
+                        WinogradOutputOp);
 REGISTER_KERNEL_BUILDER(Name("WinogradOutputAdjoint").Device(DEVICE_CPU), WinogradOutputAdjointOp);
 REGISTER_KERNEL_BUILDER(Name("WinogradInputAdjoint").Device(DEVICE_CPU).HostMemory("size"), WinogradInputAdjointOp);
