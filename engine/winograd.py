@@ -34,6 +34,11 @@ ENV_SWITCH = "STYLEBOT_WINOGRAD"
 SOURCE = Path(__file__).with_name("native") / "winograd_ops.cc"
 # G of F(2, 3) (Lavin & Gray, 2016): the filter transform U = G·g·Gᵀ, done once per layer.
 FILTER_TRANSFORM = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
+# A layer whose transformed tiles (16 per 2×2 output tile, bfloat16, the wider of its input and
+# output channels) would take more than this runs direct instead: the tiles are ~4× the
+# activations, and at 1024–2048 px the first blocks' would add gigabytes to a job's peak
+# memory for a few percent of its speed. At 512 px every layer is under it.
+TILE_BUDGET_BYTES = 128 * 2**20
 
 _lock = threading.Lock()
 _ops: dict[str, Any] = {}
@@ -111,19 +116,62 @@ def filters(kernel: np.ndarray) -> Any:
     return tf.constant(transformed.reshape(16, *kernel.shape[2:]), tf.bfloat16)
 
 
-def conv3x3_relu(ops: Any, x: Any, transformed: Any, bias: Any) -> Any:
+def conv3x3_relu(
+    ops: Any, x: Any, transformed: Any, bias: Any, direct: tuple[Any, Any] | None = None
+) -> Any:
     """ReLU(3×3 'SAME' convolution of [H, W, C] bfloat16 by [16, C, K] filters + [K] float32
-    bias), bias and ReLU fused into the output transform; the gradient goes to x only."""
+    bias), bias and ReLU fused into the output transform; the gradient goes to x only.
+
+    With `direct` = (the [3, 3, C, K] kernel, its bias) in bfloat16, a picture whose tiles
+    exceed TILE_BUDGET_BYTES takes oneDNN's direct convolution instead (decided in the graph:
+    the objective is traced once for every size).
+    """
 
     @tf.custom_gradient  # type: ignore[untyped-decorator]
     def convolve(x: Any) -> tuple[Any, Any]:
         size = tf.shape(x)[:2]
-        y = ops.winograd_output(tf.matmul(ops.winograd_input(x), transformed), bias, size)
+        use_winograd = (
+            tf.constant(True)
+            if direct is None
+            else _tile_bytes(x, transformed) <= TILE_BUDGET_BYTES
+        )
+
+        def winograd_forward() -> Any:
+            return ops.winograd_output(tf.matmul(ops.winograd_input(x), transformed), bias, size)
+
+        def direct_forward() -> Any:
+            assert direct is not None
+            return _direct_relu(x, *direct)
+
+        y = (
+            winograd_forward()
+            if direct is None
+            else tf.cond(use_winograd, winograd_forward, direct_forward)
+        )
 
         def gradient(upstream: Any) -> Any:
-            tiles = ops.winograd_output_adjoint(tf.cast(upstream, tf.bfloat16), y)
-            back = tf.matmul(tiles, transformed, transpose_b=True)
-            return ops.winograd_input_adjoint(back, size)
+            dy = tf.cast(upstream, tf.bfloat16)
+
+            def winograd_backward() -> Any:
+                tiles = ops.winograd_output_adjoint(dy, y)
+                back = tf.matmul(tiles, transformed, transpose_b=True)
+                return ops.winograd_input_adjoint(back, size)
+
+            def direct_backward() -> Any:
+                assert direct is not None
+                masked = tf.where(y > 0, dy, tf.zeros_like(dy))  # the ReLU's gradient
+                back = tf.raw_ops.Conv2DBackpropInput(
+                    input_sizes=tf.shape(tf.expand_dims(x, 0)),
+                    filter=direct[0],
+                    out_backprop=tf.expand_dims(masked, 0),
+                    strides=[1, 1, 1, 1],
+                    padding="SAME",
+                )
+                return tf.squeeze(back, 0)
+
+            if direct is None:
+                return winograd_backward()
+            return tf.cond(use_winograd, winograd_backward, direct_backward)
 
         return y, gradient
 
@@ -148,12 +196,11 @@ class WinogradVGG:
             kind = layer.__class__.__name__
             if kind == "Conv2D":
                 kernel, bias = (np.asarray(w) for w in layer.get_weights())
-                if kernel.shape[2] < 16:
-                    direct = (tf.constant(kernel, tf.bfloat16), tf.constant(bias, tf.bfloat16))
-                    self.plan.append((layer.name, "direct", *direct))
-                else:
+                direct = (tf.constant(kernel, tf.bfloat16), tf.constant(bias, tf.bfloat16))
+                self.plan.append((layer.name, "direct", *direct))
+                if kernel.shape[2] >= 16:  # the first layer (3 channels) has nothing to save
                     winograd = (filters(kernel), tf.constant(bias, tf.float32))
-                    self.plan.append((layer.name, "winograd", *winograd))
+                    self.plan[-1] = (layer.name, "winograd", direct, winograd)
             elif kind == "MaxPooling2D":
                 self.plan.append((layer.name, "pool", None, None))
 
@@ -166,9 +213,23 @@ class WinogradVGG:
             if kind == "pool":
                 x = tf.squeeze(tf.nn.max_pool2d(tf.expand_dims(x, 0), 2, 2, "VALID"), 0)
             elif kind == "direct":
-                convolved = tf.nn.conv2d(tf.expand_dims(x, 0), weights, 1, "SAME")
-                x = tf.squeeze(tf.nn.relu(tf.nn.bias_add(convolved, bias)), 0)
+                x = _direct_relu(x, weights, bias)
             else:
-                x = conv3x3_relu(self.ops, x, weights, bias)
+                direct, (transformed, winograd_bias) = weights, bias
+                x = conv3x3_relu(self.ops, x, transformed, winograd_bias, direct)
             outputs[name] = x
         return [tf.expand_dims(outputs[name], 0) for name in self.layers]
+
+
+def _direct_relu(x: Any, kernel: Any, bias: Any) -> Any:
+    """ReLU(3×3 'SAME' convolution + bias) of [H, W, C] by oneDNN's direct convolution."""
+    convolved = tf.nn.conv2d(tf.expand_dims(x, 0), kernel, 1, "SAME")
+    return tf.squeeze(tf.nn.relu(tf.nn.bias_add(convolved, bias)), 0)
+
+
+def _tile_bytes(x: Any, transformed: Any) -> Any:
+    """Bytes of the larger of a layer's transformed input and output tiles (bfloat16)."""
+    shape = tf.cast(tf.shape(x), tf.int64)
+    tiles = ((shape[0] + 1) // 2) * ((shape[1] + 1) // 2)
+    channels = tf.cast(tf.reduce_max(tf.shape(transformed)[1:]), tf.int64)
+    return 16 * tiles * channels * 2

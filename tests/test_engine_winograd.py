@@ -80,6 +80,21 @@ def test_the_winograd_vgg_gives_the_keras_extractors_features(ops: Any, test_wei
         assert relative_error(g, tf.cast(e, tf.float32)) < 5e-2
 
 
+def test_layers_over_the_tile_budget_run_direct_with_the_same_features(
+    ops: Any, test_weights: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keras_model = get_extractor(test_weights, LAYERS, "mixed_bfloat16")
+    picture = tf.constant(np.random.default_rng(2).uniform(-120, 130, (1, 37, 50, 3)), tf.float32)
+    expected = keras_model(picture, training=False)
+    monkeypatch.setattr(winograd, "TILE_BUDGET_BYTES", 16 * 10 * 10 * 128 * 2)  # blocks 3–5 only
+    mixed = winograd.WinogradVGG(ops, keras_model, LAYERS)(picture)
+    monkeypatch.setattr(winograd, "TILE_BUDGET_BYTES", 0)  # every layer direct
+    direct = winograd.WinogradVGG(ops, keras_model, LAYERS)(picture)
+    for m, d, e in zip(mixed, direct, expected, strict=True):
+        assert relative_error(m, tf.cast(e, tf.float32)) < 5e-2
+        assert relative_error(d, tf.cast(e, tf.float32)) < 1e-2  # both oneDNN's, same rounding
+
+
 def loss_and_gradients(
     weights: str, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, tuple[float, np.ndarray]]:
