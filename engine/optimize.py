@@ -17,6 +17,7 @@ cancellation between steps.
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
@@ -157,7 +158,10 @@ class LbfgsSettings:
         def block_sums(picture: np.ndarray) -> np.ndarray:
             padding = ((0, rows * block - height), (0, columns * block - width), (0, 0))
             blocks = np.pad(picture, padding).reshape(rows, block, columns, block, -1)
-            return blocks.sum(axis=(1, 3))
+            # Slice by slice: ~1 ms at 512×384 against ~4 ms for NumPy's strided
+            # blocks.sum(axis=(1, 3)) (the same sums, added in another order).
+            across = functools.reduce(np.add, (blocks[:, :, :, i] for i in range(block)))
+            return functools.reduce(np.add, (across[:, i] for i in range(block)))
 
         # Pixels per block (the last row and column of blocks may be partial).
         counts = block_sums(np.ones((height, width, 1), np.float32))
