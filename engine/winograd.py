@@ -15,6 +15,7 @@ direct convolutions (same objective, slower step). STYLEBOT_WINOGRAD=0 turns thi
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -22,6 +23,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -117,36 +119,22 @@ def filters(kernel: np.ndarray) -> Any:
 
 
 def conv3x3_relu(
-    ops: Any, x: Any, transformed: Any, bias: Any, direct: tuple[Any, Any] | None = None
+    ops: Any, x: Any, transformed: Any, bias: Any, kernel: Any, direct_bias: Any
 ) -> Any:
-    """ReLU(3×3 'SAME' convolution of [H, W, C] bfloat16 by [16, C, K] filters + [K] float32
-    bias), bias and ReLU fused into the output transform; the gradient goes to x only.
-
-    With `direct` = (the [3, 3, C, K] kernel, its bias) in bfloat16, a picture whose tiles
-    exceed TILE_BUDGET_BYTES takes oneDNN's direct convolution instead (decided in the graph:
-    the objective is traced once for every size).
-    """
+    """ReLU(3×3 'SAME' convolution of [H, W, C] bfloat16 + bias): by Winograd, the [16, C, K]
+    `transformed` filters and float32 `bias` fused into the output transform; or, when the
+    picture's tiles exceed TILE_BUDGET_BYTES, by oneDNN's direct convolution with the
+    [3, 3, C, K] `kernel` and `direct_bias` (bfloat16). Decided in the graph, since the
+    objective is traced once for every size. The gradient goes to x only."""
 
     @tf.custom_gradient  # type: ignore[untyped-decorator]
     def convolve(x: Any) -> tuple[Any, Any]:
         size = tf.shape(x)[:2]
-        use_winograd = (
-            tf.constant(True)
-            if direct is None
-            else _tile_bytes(x, transformed) <= TILE_BUDGET_BYTES
-        )
-
-        def winograd_forward() -> Any:
-            return ops.winograd_output(tf.matmul(ops.winograd_input(x), transformed), bias, size)
-
-        def direct_forward() -> Any:
-            assert direct is not None
-            return _direct_relu(x, *direct)
-
-        y = (
-            winograd_forward()
-            if direct is None
-            else tf.cond(use_winograd, winograd_forward, direct_forward)
+        use_winograd = _tile_bytes(x, transformed) <= TILE_BUDGET_BYTES
+        y = tf.cond(
+            use_winograd,
+            lambda: ops.winograd_output(tf.matmul(ops.winograd_input(x), transformed), bias, size),
+            lambda: _direct_relu(x, kernel, direct_bias),
         )
 
         def gradient(upstream: Any) -> Any:
@@ -158,19 +146,16 @@ def conv3x3_relu(
                 return ops.winograd_input_adjoint(back, size)
 
             def direct_backward() -> Any:
-                assert direct is not None
                 masked = tf.where(y > 0, dy, tf.zeros_like(dy))  # the ReLU's gradient
                 back = tf.raw_ops.Conv2DBackpropInput(
                     input_sizes=tf.shape(tf.expand_dims(x, 0)),
-                    filter=direct[0],
+                    filter=kernel,
                     out_backprop=tf.expand_dims(masked, 0),
                     strides=[1, 1, 1, 1],
                     padding="SAME",
                 )
                 return tf.squeeze(back, 0)
 
-            if direct is None:
-                return winograd_backward()
             return tf.cond(use_winograd, winograd_backward, direct_backward)
 
         return y, gradient
@@ -182,43 +167,49 @@ class WinogradVGG:
     """The Keras VGG19 extractor's computation with Winograd convolutions, same outputs.
 
     Runs every 3×3 convolution but the first (3 input channels: nothing to save) by F(2×2, 3×3)
-    in bfloat16, then bias and ReLU; max pooling as Keras does. Outputs are the requested
+    in bfloat16, bias and ReLU fused; max pooling as Keras does. Outputs are the requested
     layers' activations, [1, h, w, c] bfloat16, as the Keras model gives them under the
     mixed_bfloat16 policy.
     """
 
     def __init__(self, ops: Any, vgg: Any, layers: tuple[str, ...]) -> None:
-        self.ops = ops
         self.layers = layers
         deepest = max(vgg.layers.index(vgg.get_layer(name)) for name in layers)
-        self.plan: list[tuple[str, str, Any, Any]] = []
+        # Each layer as a function of the [H, W, C] activations before it.
+        self.plan: list[tuple[str, Callable[[Any], Any]]] = []
         for layer in vgg.layers[: deepest + 1]:
             kind = layer.__class__.__name__
             if kind == "Conv2D":
                 kernel, bias = (np.asarray(w) for w in layer.get_weights())
                 direct = (tf.constant(kernel, tf.bfloat16), tf.constant(bias, tf.bfloat16))
-                self.plan.append((layer.name, "direct", *direct))
-                if kernel.shape[2] >= 16:  # the first layer (3 channels) has nothing to save
-                    winograd = (filters(kernel), tf.constant(bias, tf.float32))
-                    self.plan[-1] = (layer.name, "winograd", direct, winograd)
+                if kernel.shape[2] < 16:  # the first layer (3 channels) has nothing to save
+                    step = functools.partial(_direct_relu, kernel=direct[0], bias=direct[1])
+                else:
+                    step = functools.partial(
+                        conv3x3_relu,
+                        ops,
+                        transformed=filters(kernel),
+                        bias=tf.constant(bias, tf.float32),
+                        kernel=direct[0],
+                        direct_bias=direct[1],
+                    )
+                self.plan.append((layer.name, step))
             elif kind == "MaxPooling2D":
-                self.plan.append((layer.name, "pool", None, None))
+                self.plan.append((layer.name, _max_pool))
 
     def __call__(self, preprocessed: Any, training: bool = False) -> list[Any]:
         # Batch of one: reshapes, not slices, between [1, H, W, C] and [H, W, C] (a slice's
         # gradient copies the whole tensor: ~35 ms of a 512×384 step).
         x = tf.squeeze(tf.cast(preprocessed, tf.bfloat16), 0)
         outputs: dict[str, Any] = {}
-        for name, kind, weights, bias in self.plan:
-            if kind == "pool":
-                x = tf.squeeze(tf.nn.max_pool2d(tf.expand_dims(x, 0), 2, 2, "VALID"), 0)
-            elif kind == "direct":
-                x = _direct_relu(x, weights, bias)
-            else:
-                direct, (transformed, winograd_bias) = weights, bias
-                x = conv3x3_relu(self.ops, x, transformed, winograd_bias, direct)
-            outputs[name] = x
+        for name, step in self.plan:
+            x = outputs[name] = step(x)
         return [tf.expand_dims(outputs[name], 0) for name in self.layers]
+
+
+def _max_pool(x: Any) -> Any:
+    """VGG's 2×2 max pooling of [H, W, C]."""
+    return tf.squeeze(tf.nn.max_pool2d(tf.expand_dims(x, 0), 2, 2, "VALID"), 0)
 
 
 def _direct_relu(x: Any, kernel: Any, bias: Any) -> Any:

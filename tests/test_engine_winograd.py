@@ -46,7 +46,14 @@ def test_winograd_convolution_and_its_gradient_match_the_direct_ones(
     x_bf16 = tf.constant(x, tf.bfloat16)
     with tf.GradientTape() as tape:
         tape.watch(x_bf16)
-        y = winograd.conv3x3_relu(ops, x_bf16, winograd.filters(kernel), tf.constant(bias))
+        y = winograd.conv3x3_relu(
+            ops,
+            x_bf16,
+            winograd.filters(kernel),
+            tf.constant(bias),
+            kernel=tf.constant(kernel, tf.bfloat16),
+            direct_bias=tf.constant(bias, tf.bfloat16),
+        )
         value = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
     gradient = tape.gradient(value, x_bf16)
 

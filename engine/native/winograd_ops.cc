@@ -36,6 +36,9 @@ inline uint16_t store(float f) {  // round to nearest even
 
 inline uint16_t Relu(float f) { return f > 0.f ? store(f) : 0; }
 
+// B^T of F(2, 3), the input transform (WinogradInput spells it out; its adjoint looks it up).
+constexpr float BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
+
 constexpr int kChunk = 64;  // channels per inner block (vectorised loops)
 
 // Runs body(first, last) over [0, rows) on TensorFlow's intra-op threads, so the engine's
@@ -289,7 +292,6 @@ class WinogradInputAdjointOp : public OpKernel {
               if (tj < 0 || tj >= tw || s < 0 || s > 3) continue;
               const int64_t tile = static_cast<int64_t>(ti) * tw + tj;
               // d[r][s] = sum_ab B[r][a] dv[a][b] B[s][b]; B[r][a] = B^T[a][r].
-              static const float BT[4][4] = {{1, 0, -1, 0}, {0, 1, 1, 0}, {0, -1, 1, 0}, {0, 1, 0, -1}};
               for (int a = 0; a < 4; ++a) {
                 const float ca = BT[a][r];
                 if (ca == 0.f) continue;
