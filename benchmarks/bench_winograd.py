@@ -15,7 +15,8 @@ and the relative error of both against a float32 direct convolution.
 `--products-only` bounds what a fused Winograd kernel could give: for every 3×3 convolution of
 a 512×384 step, the direct convolution against Winograd's matrix products alone (forward and
 backward to the input), as if the tile transforms cost nothing. `--engine` times the engine's
-own F(2,3) (engine/winograd.py: the transforms as C++ ops) against the same two.
+own F(2,3) and F(3,3) (engine/winograd.py: the transforms as C++ ops) against the direct
+convolution and against their matrix products alone.
 
     .venv/bin/python benchmarks/bench_winograd.py [--products-only | --engine]
 """
@@ -171,7 +172,7 @@ def products_only() -> None:
 
 
 def engine_winograd() -> None:
-    """The engine's F(2,3) against direct convolutions and its own products, per layer."""
+    """The engine's F(2,3) and F(3,3) against direct convolutions and their products, per layer."""
     import tensorflow as tf
 
     sys.path.insert(0, str(REPO))
@@ -180,7 +181,10 @@ def engine_winograd() -> None:
     ops = winograd.load_ops()
     if ops is None:
         raise SystemExit("the Winograd ops could not be built here")
-    totals = {"direct bf16": 0.0, "engine F(2,3)": 0.0, "its products": 0.0}
+    names = ["direct bf16"]
+    for m in (2, 3):
+        names += [f"engine F({m},3)", f"F({m},3) products"]
+    totals = dict.fromkeys(names, 0.0)
     rows = []
     for height, width, cin, cout, count in STEP_LAYERS:
         rng = np.random.default_rng(0)
@@ -188,11 +192,9 @@ def engine_winograd() -> None:
         k32 = (rng.standard_normal((3, 3, cin, cout)) * np.sqrt(2 / (9 * cin))).astype(np.float32)
         dy32 = rng.standard_normal((height, width, cout)).astype(np.float32)
         x, dy = tf.constant(x32, tf.bfloat16), tf.constant(dy32, tf.bfloat16)
-        kernel, transformed = tf.constant(k32, tf.bfloat16), winograd.filters(k32)
+        kernel = tf.constant(k32, tf.bfloat16)
         size = tf.constant([height, width])
         bias = tf.zeros([cout])  # ReLU and bias fused into the engine's output transform
-        y_engine = ops.winograd_output(tf.matmul(ops.winograd_input(x), transformed), bias, size)
-        tiles_in, tiles_back = ops.winograd_input(x), ops.winograd_output_adjoint(dy, y_engine)
 
         @tf.function(autograph=False)
         def direct(x: Any = x, kernel: Any = kernel, dy: Any = dy) -> Any:
@@ -202,29 +204,40 @@ def engine_winograd() -> None:
                 strides=[1, 1, 1, 1], padding="SAME")[0]  # fmt: skip
             return y, dx
 
-        @tf.function(autograph=False)
-        def fused(
-            x: Any = x, u: Any = transformed, b: Any = bias, dy: Any = dy, size: Any = size
-        ) -> Any:
-            y = ops.winograd_output(tf.matmul(ops.winograd_input(x), u), b, size)
-            back = tf.matmul(ops.winograd_output_adjoint(dy, y), u, transpose_b=True)
-            return y, ops.winograd_input_adjoint(back, size)
+        runs: dict[str, Callable[[], Any]] = {"direct bf16": direct}
+        for m in (2, 3):
+            transformed = winograd.filters(k32, m)
+            y_engine = ops.winograd_output(
+                tf.matmul(ops.winograd_input(x, tile=m), transformed), bias, size, tile=m
+            )
+            tiles_in = ops.winograd_input(x, tile=m)
+            tiles_back = ops.winograd_output_adjoint(dy, y_engine, tile=m)
 
-        @tf.function(autograph=False)
-        def products(v: Any = tiles_in, u: Any = transformed, g: Any = tiles_back) -> Any:
-            return tf.matmul(v, u), tf.matmul(g, u, transpose_b=True)
+            @tf.function(autograph=False)
+            def fused(
+                x: Any = x, u: Any = transformed, b: Any = bias, dy: Any = dy, size: Any = size,
+                m: int = m,
+            ) -> Any:  # fmt: skip
+                y = ops.winograd_output(
+                    tf.matmul(ops.winograd_input(x, tile=m), u), b, size, tile=m
+                )
+                back = tf.matmul(ops.winograd_output_adjoint(dy, y, tile=m), u, transpose_b=True)
+                return y, ops.winograd_input_adjoint(back, size, tile=m)
+
+            @tf.function(autograph=False)
+            def products(v: Any = tiles_in, u: Any = transformed, g: Any = tiles_back) -> Any:
+                return tf.matmul(v, u), tf.matmul(g, u, transpose_b=True)
+
+            runs[f"engine F({m},3)"] = fused
+            runs[f"F({m},3) products"] = products
 
         exact = tf.nn.relu(tf.nn.conv2d(x32[None], k32, 1, "SAME")[0])
         error = {
-            name: float(tf.norm(tf.cast(fn()[0], tf.float32) - exact) / tf.norm(exact))
-            for name, fn in (("direct bf16", direct), ("engine F(2,3)", fused))
+            name: float(tf.norm(tf.cast(runs[name]()[0], tf.float32) - exact) / tf.norm(exact))
+            for name in ("direct bf16", "engine F(2,3)", "engine F(3,3)")
         }
         row: dict[str, Any] = {"shape": [height, width, cin, cout], "count": count, "error": error}
-        for name, fn in (
-            ("direct bf16", direct),
-            ("engine F(2,3)", fused),
-            ("its products", products),
-        ):
+        for name, fn in runs.items():
             row[name] = best_time(lambda fn=fn: [t.numpy() for t in fn()]) * 1e3
             totals[name] += count * row[name]
         rows.append(row)
@@ -233,7 +246,7 @@ def engine_winograd() -> None:
     print("step total (ms)".ljust(24) + " ".join(f"{totals[n]:10.1f}" for n in totals))
     print("columns:", ", ".join(totals), "| relative error vs float32:", rows[0]["error"])
     date = dt.date.today().isoformat()
-    out = REPO / "benchmarks" / "results" / f"winograd_engine_{date}.json"
+    out = REPO / "benchmarks" / "results" / f"winograd_engine_tiles_{date}.json"
     out.write_text(json.dumps({"date": date, "rows": rows, "totals_ms": totals}, indent=1))
     print(f"written {out.relative_to(REPO)}")
 

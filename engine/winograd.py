@@ -1,12 +1,13 @@
-"""VGG19's 3×3 convolutions by Winograd's F(2×2, 3×3) in bfloat16, for CPUs with native bfloat16.
+"""VGG19's 3×3 convolutions by Winograd's F(3×3, 3×3) in bfloat16, for CPUs with native bfloat16.
 
 oneDNN's direct bfloat16 convolutions already run at this CPU's bfloat16 matrix-product rate,
-so a faster step needs fewer multiplications: F(2×2, 3×3) computes each 2×2 output tile with 16
-instead of 36, as 16 matrix products [tiles × C]·[C × K] that TensorFlow runs at that same rate.
-The tile transforms around them are four small C++ ops (engine/native/winograd_ops.cc), compiled
-on first use with g++ and the flags TensorFlow reports, and cached. Measured at 512×384 on a
-Zen 4 CPU: forward + backward-to-input of the step's convolutions take ~0.56 of the direct
-ones' time (docs/ARCHITECTURE.md, "Winograd convolutions").
+so a faster step needs fewer multiplications: F(3×3, 3×3) computes each 3×3 output tile with 25
+instead of 81, as 25 matrix products [tiles × C]·[C × K] that TensorFlow runs at that same rate
+(F(2×2, 3×3), 16 instead of 36, is kept for comparison). The tile transforms around them are
+four small C++ ops (engine/native/winograd_ops.cc), compiled on first use with g++ and the
+flags TensorFlow reports, and cached. Measured at 512×384 on a Zen 4 CPU: one loss+gradient
+evaluation takes 0.46 s with F(3×3), 0.53 s with F(2×2) and 0.76 s with direct convolutions
+(docs/ARCHITECTURE.md, "Winograd convolutions").
 
 Without a compiler, or if the build fails, `load_ops` returns None and the engine keeps the
 direct convolutions (same objective, slower step). STYLEBOT_WINOGRAD=0 turns this off.
@@ -34,11 +35,28 @@ log = logging.getLogger(__name__)
 
 ENV_SWITCH = "STYLEBOT_WINOGRAD"
 SOURCE = Path(__file__).with_name("native") / "winograd_ops.cc"
-# G of F(2, 3) (Lavin & Gray, 2016): the filter transform U = G·g·Gᵀ, done once per layer.
-FILTER_TRANSFORM = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]])
-# A layer whose transformed tiles (16 per 2×2 output tile, bfloat16, the wider of its input and
-# output channels) would take more than this runs direct instead: the tiles are ~4× the
-# activations, and at 1024–2048 px the first blocks' would add gigabytes to a job's peak
+# G of F(m, 3) (Lavin & Gray, 2016) by output tile size m: the filter transform U = G·g·Gᵀ, done
+# once per layer. F(3, 3) interpolates at 0, 1, −1, −2 (and ∞), as winograd_ops.cc's Bᵀ and Aᵀ.
+FILTER_TRANSFORMS = {
+    2: np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]]),
+    3: np.array(
+        [
+            [-1 / 2, 0, 0],
+            [1 / 6, 1 / 6, 1 / 6],
+            [1 / 2, -1 / 2, 1 / 2],
+            [-1 / 6, 1 / 3, -2 / 3],
+            [0, 0, 1],
+        ]
+    ),
+}
+# The engine's tile: F(3×3, 3×3) needs 0.69 of F(2×2, 3×3)'s products. Its error in bfloat16 is
+# ~1.5× F(2×2)'s (gradient cosine to float32 0.998 against 0.9987), which costs ~5 % more
+# evaluations to the recipe's loss; each is ~13 % faster, so the recipe's loss comes ~10 %
+# sooner (docs/ARCHITECTURE.md, "Winograd convolutions").
+TILE = 3
+# A layer whose transformed tiles ((m + 2)² per m×m output tile, bfloat16, the wider of its
+# input and output channels) would take more than this runs direct instead: the tiles are ~3×
+# the activations, and at 1024–2048 px the first blocks' would add gigabytes to a job's peak
 # memory for a few percent of its speed. At 512 px every layer is under it.
 TILE_BUDGET_BYTES = 128 * 2**20
 
@@ -111,18 +129,20 @@ def load_ops() -> Any | None:
         return ops
 
 
-def filters(kernel: np.ndarray) -> Any:
-    """[3, 3, C, K] kernel → [16, C, K] bfloat16 transformed filters (computed in float64)."""
-    g = FILTER_TRANSFORM
+def filters(kernel: np.ndarray, tile: int = 2) -> Any:
+    """[3, 3, C, K] kernel → [n², C, K] bfloat16 transformed filters of F(tile, 3), n = tile + 2
+    (computed in float64)."""
+    g = FILTER_TRANSFORMS[tile]
     transformed = np.einsum("ai,ijck,bj->abck", g, kernel.astype(np.float64), g)
-    return tf.constant(transformed.reshape(16, *kernel.shape[2:]), tf.bfloat16)
+    return tf.constant(transformed.reshape(len(g) ** 2, *kernel.shape[2:]), tf.bfloat16)
 
 
 def conv3x3_relu(
-    ops: Any, x: Any, transformed: Any, bias: Any, kernel: Any, direct_bias: Any
+    ops: Any, x: Any, transformed: Any, bias: Any, kernel: Any, direct_bias: Any, tile: int = 2
 ) -> Any:
-    """ReLU(3×3 'SAME' convolution of [H, W, C] bfloat16 + bias): by Winograd, the [16, C, K]
-    `transformed` filters and float32 `bias` fused into the output transform; or, when the
+    """ReLU(3×3 'SAME' convolution of [H, W, C] bfloat16 + bias): by Winograd's F(tile, 3), the
+    [n², C, K] `transformed` filters (see `filters`) and float32 `bias` fused into the output
+    transform; or, when the
     picture's tiles exceed TILE_BUDGET_BYTES, by oneDNN's direct convolution with the
     [3, 3, C, K] `kernel` and `direct_bias` (bfloat16). Decided in the graph, since the
     objective is traced once for every size. The gradient goes to x only."""
@@ -130,10 +150,12 @@ def conv3x3_relu(
     @tf.custom_gradient  # type: ignore[untyped-decorator]
     def convolve(x: Any) -> tuple[Any, Any]:
         size = tf.shape(x)[:2]
-        use_winograd = _tile_bytes(x, transformed) <= TILE_BUDGET_BYTES
+        use_winograd = _tile_bytes(x, transformed, tile) <= TILE_BUDGET_BYTES
         y = tf.cond(
             use_winograd,
-            lambda: ops.winograd_output(tf.matmul(ops.winograd_input(x), transformed), bias, size),
+            lambda: ops.winograd_output(
+                tf.matmul(ops.winograd_input(x, tile=tile), transformed), bias, size, tile=tile
+            ),
             lambda: _direct_relu(x, kernel, direct_bias),
         )
 
@@ -141,9 +163,9 @@ def conv3x3_relu(
             dy = tf.cast(upstream, tf.bfloat16)
 
             def winograd_backward() -> Any:
-                tiles = ops.winograd_output_adjoint(dy, y)
+                tiles = ops.winograd_output_adjoint(dy, y, tile=tile)
                 back = tf.matmul(tiles, transformed, transpose_b=True)
-                return ops.winograd_input_adjoint(back, size)
+                return ops.winograd_input_adjoint(back, size, tile=tile)
 
             def direct_backward() -> Any:
                 masked = tf.where(y > 0, dy, tf.zeros_like(dy))  # the ReLU's gradient
@@ -166,7 +188,7 @@ def conv3x3_relu(
 class WinogradVGG:
     """The Keras VGG19 extractor's computation with Winograd convolutions, same outputs.
 
-    Runs every 3×3 convolution but the first (3 input channels: nothing to save) by F(2×2, 3×3)
+    Runs every 3×3 convolution but the first (3 input channels: nothing to save) by F(TILE, 3)
     in bfloat16, bias and ReLU fused; max pooling as Keras does. Outputs are the requested
     layers' activations, [1, h, w, c] bfloat16, as the Keras model gives them under the
     mixed_bfloat16 policy.
@@ -188,7 +210,8 @@ class WinogradVGG:
                     step = functools.partial(
                         conv3x3_relu,
                         ops,
-                        transformed=filters(kernel),
+                        transformed=filters(kernel, TILE),
+                        tile=TILE,
                         bias=tf.constant(bias, tf.float32),
                         kernel=direct[0],
                         direct_bias=direct[1],
@@ -218,9 +241,9 @@ def _direct_relu(x: Any, kernel: Any, bias: Any) -> Any:
     return tf.squeeze(tf.nn.relu(tf.nn.bias_add(convolved, bias)), 0)
 
 
-def _tile_bytes(x: Any, transformed: Any) -> Any:
+def _tile_bytes(x: Any, transformed: Any, tile: int) -> Any:
     """Bytes of the larger of a layer's transformed input and output tiles (bfloat16)."""
     shape = tf.cast(tf.shape(x), tf.int64)
-    tiles = ((shape[0] + 1) // 2) * ((shape[1] + 1) // 2)
+    tiles = ((shape[0] + tile - 1) // tile) * ((shape[1] + tile - 1) // tile)
     channels = tf.cast(tf.reduce_max(tf.shape(transformed)[1:]), tf.int64)
-    return 16 * tiles * channels * 2
+    return (tile + 2) ** 2 * tiles * channels * 2

@@ -1,4 +1,4 @@
-"""Winograd F(2×2, 3×3) convolutions (engine/winograd.py) against TensorFlow's direct ones."""
+"""Winograd F(2×2, 3×3) and F(3×3, 3×3) convolutions (engine/winograd.py) against direct ones."""
 
 from __future__ import annotations
 
@@ -33,9 +33,10 @@ def relative_error(value: Any, reference: Any) -> float:
     return float(tf.norm(value - reference) / tf.norm(reference))
 
 
-@pytest.mark.parametrize("height, width", [(8, 8), (7, 9), (6, 5), (2, 3), (1, 1)])
+@pytest.mark.parametrize("tile", [2, 3])
+@pytest.mark.parametrize("height, width", [(8, 8), (7, 9), (6, 5), (11, 10), (2, 3), (1, 1)])
 def test_winograd_convolution_and_its_gradient_match_the_direct_ones(
-    ops: Any, height: int, width: int
+    ops: Any, height: int, width: int, tile: int
 ) -> None:
     rng = np.random.default_rng(height * 10 + width)
     x = rng.standard_normal((height, width, 16)).astype(np.float32)
@@ -49,10 +50,11 @@ def test_winograd_convolution_and_its_gradient_match_the_direct_ones(
         y = winograd.conv3x3_relu(
             ops,
             x_bf16,
-            winograd.filters(kernel),
+            winograd.filters(kernel, tile),
             tf.constant(bias),
             kernel=tf.constant(kernel, tf.bfloat16),
             direct_bias=tf.constant(bias, tf.bfloat16),
+            tile=tile,
         )
         value = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
     gradient = tape.gradient(value, x_bf16)
@@ -70,9 +72,12 @@ def test_winograd_convolution_and_its_gradient_match_the_direct_ones(
 
     assert y.shape == y_exact.shape and y.dtype == tf.bfloat16
     assert float(tf.reduce_min(tf.cast(y, tf.float32))) >= 0.0  # the fused ReLU
-    # bfloat16 rounding: the direct bfloat16 convolution is off by ~3e-3, Winograd by ~6e-3.
-    assert relative_error(y, y_exact) < 2e-2
-    assert relative_error(gradient, gradient_exact) < 2e-2
+    # bfloat16 rounding on random data: the direct bfloat16 convolution is off by ~3e-3,
+    # F(2×2) by ~5e-3 and F(3×3) by 1.0–2.0e-2 (on VGG's trained features, 1.5× F(2×2)'s
+    # error, see the objective tests below); a wrong transform is off by ~1.
+    tolerance = {2: 2e-2, 3: 4e-2}[tile]
+    assert relative_error(y, y_exact) < tolerance
+    assert relative_error(gradient, gradient_exact) < tolerance
 
 
 def test_the_winograd_vgg_gives_the_keras_extractors_features(ops: Any, test_weights: str) -> None:
@@ -138,9 +143,10 @@ def test_the_objective_runs_winograd_in_bfloat16_on_the_same_objective(
     results = loss_and_gradients(test_weights, monkeypatch)
     loss, gradient = results["float32"]
     # Random weights are bfloat16's worst case (measured: direct 0.6 % off in the loss, gradient
-    # cosine 0.96; Winograd 2.9 %, 0.93); a wiring mistake would be far off.
+    # cosine 0.96; Winograd F(3×3) 2.2 %, 0.86, F(2×2) 2.9 %, 0.93); a wiring mistake would be
+    # far off (cosine near 0).
     assert results["winograd"][0] == pytest.approx(loss, rel=6e-2)
-    assert cosine(results["winograd"][1], gradient) > 0.85
+    assert cosine(results["winograd"][1], gradient) > 0.75
 
 
 def test_with_trained_features_winograd_is_as_close_to_float32_as_direct_bfloat16(
@@ -149,7 +155,8 @@ def test_with_trained_features_winograd_is_as_close_to_float32_as_direct_bfloat1
     weights = str(shared_file("models", "vgg19_vgg16features_notop.weights.h5"))
     results = loss_and_gradients(weights, monkeypatch)
     loss, gradient = results["float32"]
-    # Measured: direct 0.25 % off in the loss and cosine 0.9987, Winograd 0.4 % and 0.9984.
+    # Measured: direct 0.25 % off in the loss and cosine 0.9987, Winograd F(3×3) 0.38 % and
+    # 0.9977 (F(2×2): 0.29 %, 0.9986).
     for name in ("direct", "winograd"):
         assert results[name][0] == pytest.approx(loss, rel=1e-2)
         assert cosine(results[name][1], gradient) > 0.995
