@@ -93,7 +93,11 @@ class Objective:
     def _computed_features(self, rgb: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         """Style features in the convolutions' dtype (the Gram matrix takes them as they
         are, see losses._gram) and content features in float32."""
-        outputs = self._extractor(preprocess(rgb), training=False)
+        if self.winograd:
+            # VGG's RGB→BGR flip folded into the first layer's kernel (WinogradVGG.rgb_order).
+            outputs = self._extractor.rgb_order(rgb - tf.constant(VGG_MEANS_BGR[::-1], rgb.dtype))
+        else:
+            outputs = self._extractor(preprocess(rgb), training=False)
         n = len(self.style_layers)
         content = tuple(tf.cast(o, tf.float32) for o in outputs[n:])
         return tuple(outputs[:n]), content

@@ -90,6 +90,9 @@ def test_the_winograd_vgg_gives_the_keras_extractors_features(ops: Any, test_wei
     assert [tuple(g.shape) for g in got] == [tuple(e.shape) for e in expected]
     for g, e in zip(got, expected, strict=True):
         assert relative_error(g, tf.cast(e, tf.float32)) < 5e-2
+    # The same picture with its channels in RGB order: the flip folded into the first kernel.
+    for g, r in zip(got, vgg.rgb_order(picture[..., ::-1]), strict=True):
+        assert relative_error(r, tf.cast(g, tf.float32)) < 1e-2
 
 
 def test_layers_over_the_tile_budget_run_direct_with_the_same_features(
@@ -98,7 +101,9 @@ def test_layers_over_the_tile_budget_run_direct_with_the_same_features(
     keras_model = get_extractor(test_weights, LAYERS, "mixed_bfloat16")
     picture = tf.constant(np.random.default_rng(2).uniform(-120, 130, (1, 37, 50, 3)), tf.float32)
     expected = keras_model(picture, training=False)
-    monkeypatch.setattr(winograd, "TILE_BUDGET_BYTES", 16 * 10 * 10 * 128 * 2)  # blocks 3–5 only
+    # The budget of block3_conv1's tiles (9×12 px, 128 → 256 channels): blocks 3–5 by Winograd.
+    block3 = winograd._tile_bytes(tf.zeros([9, 12, 128]), tf.zeros([1, 128, 256]), winograd.TILE)
+    monkeypatch.setattr(winograd, "TILE_BUDGET_BYTES", int(block3))
     mixed = winograd.WinogradVGG(ops, keras_model, LAYERS)(picture)
     monkeypatch.setattr(winograd, "TILE_BUDGET_BYTES", 0)  # every layer direct
     direct = winograd.WinogradVGG(ops, keras_model, LAYERS)(picture)
