@@ -9,7 +9,8 @@ aspect ratios, so a warm worker never stalls to recompile for a new job.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,49 +62,82 @@ class Objective:
         self.mixed_precision = mixed_precision
         precision = "mixed_bfloat16" if mixed_precision else "float32"
         layers = self.style_layers + self.content_layers
-        self._extractor = get_extractor(weights, layers, precision)
-        # In bfloat16, the 3×3 convolutions by Winograd's F(2×2, 3×3) where its ops build
-        # (engine/winograd.py): ~0.6 of the direct convolutions' time, the same objective.
+        # The extractor by Winograd tile (engine/winograd.py; 0: the Keras model's direct
+        # convolutions). In bfloat16 on a CPU the 3×3 convolutions run by Winograd where its
+        # ops build: ~0.6 of the direct convolutions' time, the same objective; the tile
+        # depends on the picture's size (winograd.tile_for).
+        self._extractors: dict[int, Any] = {0: get_extractor(weights, layers, precision)}
         self.winograd = False
+        # FᵀF / N of bfloat16 features in float32 at the bfloat16 rate, where the native op built.
+        self._gram_product: Callable[[Tensor], Tensor] | None = None
         if mixed_precision and not tf.config.list_physical_devices("GPU"):  # CPU-only ops
             from engine import winograd
 
             ops = winograd.load_ops()
             if ops is not None:
-                self._extractor = winograd.WinogradVGG(ops, self._extractor, layers)
+                keras_model = self._extractors[0]
+                self._extractors = {
+                    tile: winograd.WinogradVGG(ops, keras_model, layers, tile)
+                    for tile in winograd.TILES
+                }
                 self.winograd = True
+                self._gram_product = winograd.gram_product(ops)
         image = tf.TensorSpec([1, None, None, 3], tf.float32)
         grams = tuple(tf.TensorSpec([None, None], tf.float32) for _ in self.style_layers)
         contents = tuple(
             tf.TensorSpec([1, None, None, None], tf.float32) for _ in self.content_layers
         )
         scalar = tf.TensorSpec([], tf.float32)
-        self._features = tf.function(self._features_graph, input_signature=[image], autograph=False)
-        self._loss_and_grad = tf.function(
-            self._loss_and_grad_graph,
-            input_signature=[image, grams, contents, scalar, scalar, scalar],
-            autograph=False,
-        )
+        # One compiled function per extractor, each traced on first use.
+        self._features = {
+            key: tf.function(
+                functools.partial(self._features_graph, extractor),
+                input_signature=[image],
+                autograph=False,
+            )
+            for key, extractor in self._extractors.items()
+        }
+        self._loss_and_grad = {
+            key: tf.function(
+                functools.partial(self._loss_and_grad_graph, extractor),
+                input_signature=[image, grams, contents, scalar, scalar, scalar],
+                autograph=False,
+            )
+            for key, extractor in self._extractors.items()
+        }
+
+    def _key(self, picture: np.ndarray) -> int:
+        """Which extractor computes an (H, W, 3) picture."""
+        if not self.winograd:
+            return 0
+        from engine import winograd
+
+        return winograd.tile_for(picture.shape[0], picture.shape[1])
 
     # -- graphs ----------------------------------------------------------------------------
-    def _features_graph(self, rgb: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
-        style, content = self._computed_features(rgb)
+    def _features_graph(
+        self, extractor: Any, rgb: Tensor
+    ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+        style, content = self._computed_features(extractor, rgb)
         return tuple(tf.cast(f, tf.float32) for f in style), content
 
-    def _computed_features(self, rgb: Tensor) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
+    def _computed_features(
+        self, extractor: Any, rgb: Tensor
+    ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         """Style features in the convolutions' dtype (the Gram matrix takes them as they
         are, see losses._gram) and content features in float32."""
         if self.winograd:
             # VGG's RGB→BGR flip folded into the first layer's kernel (WinogradVGG.rgb_order).
-            outputs = self._extractor.rgb_order(rgb - tf.constant(VGG_MEANS_BGR[::-1], rgb.dtype))
+            outputs = extractor.rgb_order(rgb - tf.constant(VGG_MEANS_BGR[::-1], rgb.dtype))
         else:
-            outputs = self._extractor(preprocess(rgb), training=False)
+            outputs = extractor(preprocess(rgb), training=False)
         n = len(self.style_layers)
         content = tuple(tf.cast(o, tf.float32) for o in outputs[n:])
         return tuple(outputs[:n]), content
 
     def _loss_and_grad_graph(
         self,
+        extractor: Any,
         rgb: Tensor,
         gram_targets: tuple[Tensor, ...],
         content_targets: tuple[Tensor, ...],
@@ -113,8 +147,9 @@ class Objective:
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         with tf.GradientTape() as tape:
             tape.watch(rgb)
-            style_features, content_features = self._computed_features(rgb)
-            style = losses.style_loss([losses.gram_matrix(f) for f in style_features], gram_targets)
+            style_features, content_features = self._computed_features(extractor, rgb)
+            grams = [losses.gram_matrix(f, self._gram_product) for f in style_features]
+            style = losses.style_loss(grams, gram_targets)
             content = losses.content_loss(content_features, content_targets)
             # Skipped when unweighted (the default): it costs ~3 % of a 512 px step otherwise.
             tv = tf.cond(
@@ -131,11 +166,12 @@ class Objective:
         self, content_rgb: np.ndarray, style_rgbs: Sequence[np.ndarray], blend: Sequence[float]
     ) -> Targets:
         """Content features and the blended style Gram matrices (each style at its own size)."""
-        _, content = self._features(tf.constant(content_rgb[None], tf.float32))
+        features = self._features[self._key(content_rgb)]  # the painting's own extractor
+        _, content = features(tf.constant(content_rgb[None], tf.float32))
         total = float(sum(blend))
         grams: list[Tensor] | None = None
         for style_rgb, weight in zip(style_rgbs, blend, strict=True):
-            style_features, _ = self._features(tf.constant(style_rgb[None], tf.float32))
+            style_features, _ = features(tf.constant(style_rgb[None], tf.float32))
             layer_grams = [losses.gram_matrix(f) * (weight / total) for f in style_features]
             grams = (
                 layer_grams
@@ -154,7 +190,7 @@ class Objective:
         tv_weight: float,
     ) -> tuple[LossParts, np.ndarray]:
         """Loss parts and the gradient for an HxWx3 RGB float image."""
-        total, gradient, style, content, tv = self._loss_and_grad(
+        total, gradient, style, content, tv = self._loss_and_grad[self._key(image)](
             tf.constant(image[None], tf.float32),
             targets.grams,
             targets.content,

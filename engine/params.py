@@ -55,14 +55,14 @@ OutputFormat = Literal["jpeg", "png"]
 # than it saved. So the default is one full-size scale; `steps=(40, 160)` and the like still
 # run coarse-to-fine.
 DEFAULT_LBFGS_STEPS: tuple[int, ...] = (160,)
-# Smaller pictures need more steps to match the reference's loss at their size (measured with
-# the F(3×3) Winograd convolutions: 159 evaluations at 512 px and 230 to over 240 at 256 px by
-# the engine's own loss; 147 and 200 with direct convolutions; steps there are 4x cheaper):
-# below 512 px the final scale's default count scales as (512 / size) ** 0.65 (251 at 256 px,
-# 226 before the F(3×3) tiles). Above 512 px nothing was re-measured, so the counts stay
+# Smaller pictures need more steps to match the reference's loss at their size (measured: 147
+# evaluations at 512 px and 200 at 256 px by the engine's own loss with direct convolutions,
+# 215 at 256 px with the F(2×2) Winograd ones the engine uses below 512 px; steps there are 4x
+# cheaper): below 512 px the final scale's default count scales as (512 / size) ** 0.5 (226 at
+# 256 px). Above 512 px nothing was re-measured, so the counts stay
 # what they have been: (512 / size) ** 0.45 from 160 is 117 at 1024 px as before (133 at
 # 768 px, 140 before), and the floor of 100 from 1536 px on.
-STEPS_SIZE_EXPONENT = 0.65
+STEPS_SIZE_EXPONENT = 0.5
 STEPS_SIZE_EXPONENT_LARGE = 0.45
 MIN_DEFAULT_FINAL_STEPS = 100
 MAX_DEFAULT_FINAL_STEPS = 600

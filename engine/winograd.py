@@ -34,7 +34,9 @@ import tensorflow as tf
 log = logging.getLogger(__name__)
 
 ENV_SWITCH = "STYLEBOT_WINOGRAD"
-SOURCE = Path(__file__).with_name("native") / "winograd_ops.cc"
+# The engine's native ops, built into one library: the Winograd transforms, and the bfloat16
+# Gram matrix (only where the compiler targets AVX512-BF16; see `gram_product`).
+SOURCES = tuple(Path(__file__).with_name("native") / n for n in ("winograd_ops.cc", "gram_op.cc"))
 # G of F(m, 3) (Lavin & Gray, 2016) by output tile size m: the filter transform U = G·g·Gᵀ, done
 # once per layer. F(3, 3) interpolates at 0, 1, −1, −2 (and ∞), as winograd_ops.cc's Bᵀ and Aᵀ.
 FILTER_TRANSFORMS = {
@@ -49,11 +51,21 @@ FILTER_TRANSFORMS = {
         ]
     ),
 }
-# The engine's tile: F(3×3, 3×3) needs 0.69 of F(2×2, 3×3)'s products. Its error in bfloat16 is
-# ~1.5× F(2×2)'s (gradient cosine to float32 0.998 against 0.9987), which costs ~5 % more
-# evaluations to the recipe's loss; each is ~13 % faster, so the recipe's loss comes ~10 %
-# sooner (docs/ARCHITECTURE.md, "Winograd convolutions").
-TILE = 3
+# The tile for a picture: F(3×3, 3×3) needs 0.69 of F(2×2, 3×3)'s products, but its error in
+# bfloat16 is ~1.5× F(2×2)'s (gradient cosine to float32 0.998 against 0.9987). At 512 px that
+# costs ~5 % more evaluations to the recipe's loss for ~13 % faster ones, so F(3×3) from
+# LARGE_TILE_MIN_SIDE px on; at 256 px, where a painting runs longer into convergence, it cost
+# far more (the default 251 steps ended 2.3 % above the recipe's loss, F(2×2)'s 226 steps 1.7 %
+# under), so F(2×2) below (docs/ARCHITECTURE.md, "Winograd convolutions").
+TILES = (2, 3)
+LARGE_TILE_MIN_SIDE = 512
+
+
+def tile_for(height: int, width: int) -> int:
+    """The Winograd tile for a picture of this size."""
+    return 3 if max(height, width) >= LARGE_TILE_MIN_SIDE else 2
+
+
 # A layer whose transformed tiles ((m + 2)² per m×m output tile, bfloat16, the wider of its
 # input and output channels) would take more than this runs direct instead: the tiles are ~3×
 # the activations, and at 1024–2048 px the first blocks' would add gigabytes to a job's peak
@@ -86,7 +98,7 @@ def _cpu_signature() -> str:
 
 
 def _build(target: Path) -> None:
-    """Compile SOURCE into `target` (written to a temporary name, then renamed: another
+    """Compile SOURCES into `target` (written to a temporary name, then renamed: another
     process building at the same time never loads half a file)."""
     compiler = os.environ.get("CXX") or "g++"
     if shutil.which(compiler) is None:
@@ -95,13 +107,13 @@ def _build(target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, temporary = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
-    command = [compiler, "-shared", "-fPIC", "-O3", "-w", str(SOURCE), "-o", temporary]
+    command = [compiler, "-shared", "-fPIC", "-O3", "-w", *map(str, SOURCES), "-o", temporary]
     command += ["-march=native", *flags]  # AVX-512 where this CPU has it
     try:
         subprocess.run(command, check=True, capture_output=True, text=True, timeout=600)
         os.replace(temporary, target)
     except subprocess.CalledProcessError as error:
-        raise RuntimeError(f"compiling {SOURCE.name} failed: {error.stderr[-2000:]}") from error
+        raise RuntimeError(f"compiling the native ops failed: {error.stderr[-2000:]}") from error
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
@@ -116,7 +128,9 @@ def load_ops() -> Any | None:
         if enabled():
             # -march=native: a library is only loaded on the kind of CPU it was built for.
             key = hashlib.sha256(
-                SOURCE.read_bytes() + tf.__version__.encode() + _cpu_signature().encode()
+                b"".join(source.read_bytes() for source in SOURCES)
+                + tf.__version__.encode()
+                + _cpu_signature().encode()
             ).hexdigest()[:16]
             target = _cache_dir() / f"winograd_ops-{key}.so"
             try:
@@ -127,6 +141,12 @@ def load_ops() -> Any | None:
                 log.warning("Winograd convolutions unavailable, using direct ones: %s", error)
         _ops["ops"] = ops
         return ops
+
+
+def gram_product(ops: Any) -> Callable[[Any], Any] | None:
+    """FᵀF / N in float32 of [N, C] bfloat16 features (C a multiple of 64) by the native op,
+    or None where it was not built (a compiler that does not target AVX512-BF16)."""
+    return getattr(ops, "gram_bf16", None)
 
 
 def filters(kernel: np.ndarray, tile: int = 2) -> Any:
@@ -188,14 +208,15 @@ def conv3x3_relu(
 class WinogradVGG:
     """The Keras VGG19 extractor's computation with Winograd convolutions, same outputs.
 
-    Runs every 3×3 convolution but the first (3 input channels: nothing to save) by F(TILE, 3)
+    Runs every 3×3 convolution but the first (3 input channels: nothing to save) by F(tile, 3)
     in bfloat16, bias and ReLU fused; max pooling as Keras does. Outputs are the requested
     layers' activations, [1, h, w, c] bfloat16, as the Keras model gives them under the
     mixed_bfloat16 policy.
     """
 
-    def __init__(self, ops: Any, vgg: Any, layers: tuple[str, ...]) -> None:
+    def __init__(self, ops: Any, vgg: Any, layers: tuple[str, ...], tile: int) -> None:
         self.layers = layers
+        self.tile = tile
         deepest = max(vgg.layers.index(vgg.get_layer(name)) for name in layers)
         # Each layer as a function of the [H, W, C] activations before it.
         self.plan: list[tuple[str, Callable[[Any], Any]]] = []
@@ -217,8 +238,8 @@ class WinogradVGG:
                     step = functools.partial(
                         conv3x3_relu,
                         ops,
-                        transformed=filters(kernel, TILE),
-                        tile=TILE,
+                        transformed=filters(kernel, tile),
+                        tile=tile,
                         bias=tf.constant(bias, tf.float32),
                         kernel=direct[0],
                         direct_bias=direct[1],

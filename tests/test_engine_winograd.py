@@ -11,8 +11,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
+from engine import losses, winograd  # noqa: E402
 from engine import objective as objective_module  # noqa: E402
-from engine import winograd  # noqa: E402
 from engine.model import get_extractor  # noqa: E402
 from engine.params import CONTENT_LAYERS, STYLE_LAYERS  # noqa: E402
 from tests.conftest import shared_file  # noqa: E402
@@ -80,9 +80,41 @@ def test_winograd_convolution_and_its_gradient_match_the_direct_ones(
     assert relative_error(gradient, gradient_exact) < tolerance
 
 
-def test_the_winograd_vgg_gives_the_keras_extractors_features(ops: Any, test_weights: str) -> None:
+@pytest.mark.parametrize("rows, channels", [(1, 64), (7, 128), (2001, 64), (300, 512)])
+def test_the_native_gram_matrix_is_the_float32_one(ops: Any, rows: int, channels: int) -> None:
+    product = winograd.gram_product(ops)
+    if product is None:
+        pytest.skip("the bfloat16 Gram op is only built for CPUs with AVX512-BF16")
+    rng = np.random.default_rng(rows)
+    features = tf.constant(np.maximum(rng.standard_normal((rows, channels)), 0), tf.bfloat16)
+    exact = tf.cast(features, tf.float32)
+    expected = tf.matmul(exact, exact, transpose_a=True) / rows
+    got = product(features)
+    assert got.dtype == tf.float32 and got.shape == (channels, channels)
+    # The same products summed in float32 in another order; bfloat16 output would be ~2e-3.
+    assert relative_error(got, expected) < 1e-5
+    np.testing.assert_array_equal(got.numpy(), got.numpy().T)
+
+    # Through the loss's Gram: the same value and the same gradient as without the op.
+    nhwc = tf.reshape(features, [1, rows, 1, channels])
+    values, gradients = [], []
+    for chosen in (product, None):
+        with tf.GradientTape() as tape:
+            tape.watch(nhwc)
+            gram = losses.gram_matrix(nhwc, chosen)
+            loss = tf.reduce_sum(tf.square(gram - 0.1))
+        values.append(gram)
+        gradients.append(tape.gradient(loss, nhwc))
+    assert relative_error(values[0], values[1]) < 1e-5
+    assert relative_error(gradients[0], tf.cast(gradients[1], tf.float32)) < 1e-2
+
+
+@pytest.mark.parametrize("tile", winograd.TILES)
+def test_the_winograd_vgg_gives_the_keras_extractors_features(
+    ops: Any, test_weights: str, tile: int
+) -> None:
     keras_model = get_extractor(test_weights, LAYERS, "mixed_bfloat16")
-    vgg = winograd.WinogradVGG(ops, keras_model, LAYERS)
+    vgg = winograd.WinogradVGG(ops, keras_model, LAYERS, tile)
     rng = np.random.default_rng(0)
     picture = tf.constant(rng.uniform(-120, 130, (1, 45, 62, 3)), tf.float32)
     expected = keras_model(picture, training=False)
@@ -102,20 +134,21 @@ def test_layers_over_the_tile_budget_run_direct_with_the_same_features(
     picture = tf.constant(np.random.default_rng(2).uniform(-120, 130, (1, 37, 50, 3)), tf.float32)
     expected = keras_model(picture, training=False)
     # The budget of block3_conv1's tiles (9×12 px, 128 → 256 channels): blocks 3–5 by Winograd.
-    block3 = winograd._tile_bytes(tf.zeros([9, 12, 128]), tf.zeros([1, 128, 256]), winograd.TILE)
+    block3 = winograd._tile_bytes(tf.zeros([9, 12, 128]), tf.zeros([1, 128, 256]), 3)
     monkeypatch.setattr(winograd, "TILE_BUDGET_BYTES", int(block3))
-    mixed = winograd.WinogradVGG(ops, keras_model, LAYERS)(picture)
+    mixed = winograd.WinogradVGG(ops, keras_model, LAYERS, 3)(picture)
     monkeypatch.setattr(winograd, "TILE_BUDGET_BYTES", 0)  # every layer direct
-    direct = winograd.WinogradVGG(ops, keras_model, LAYERS)(picture)
+    direct = winograd.WinogradVGG(ops, keras_model, LAYERS, 3)(picture)
     for m, d, e in zip(mixed, direct, expected, strict=True):
         assert relative_error(m, tf.cast(e, tf.float32)) < 5e-2
         assert relative_error(d, tf.cast(e, tf.float32)) < 1e-2  # both oneDNN's, same rounding
 
 
 def loss_and_gradients(
-    weights: str, monkeypatch: pytest.MonkeyPatch
+    weights: str, monkeypatch: pytest.MonkeyPatch, tile: int
 ) -> dict[str, tuple[float, np.ndarray]]:
-    """One evaluation at 40×52 in float32, direct bfloat16 and Winograd bfloat16."""
+    """One evaluation at 40×52 in float32, direct bfloat16 and Winograd bfloat16 by F(tile, 3)."""
+    monkeypatch.setattr(winograd, "LARGE_TILE_MIN_SIDE", 0 if tile == 3 else 10**6)
     rng = np.random.default_rng(1)
     content = rng.uniform(0, 255, (40, 52, 3)).astype(np.float32)
     style = rng.uniform(0, 255, (48, 37, 3)).astype(np.float32)
@@ -142,10 +175,11 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.sum(a * b) / (np.linalg.norm(a) * np.linalg.norm(b)))
 
 
+@pytest.mark.parametrize("tile", winograd.TILES)
 def test_the_objective_runs_winograd_in_bfloat16_on_the_same_objective(
-    ops: Any, test_weights: str, monkeypatch: pytest.MonkeyPatch
+    ops: Any, test_weights: str, monkeypatch: pytest.MonkeyPatch, tile: int
 ) -> None:
-    results = loss_and_gradients(test_weights, monkeypatch)
+    results = loss_and_gradients(test_weights, monkeypatch, tile)
     loss, gradient = results["float32"]
     # Random weights are bfloat16's worst case (measured: direct 0.6 % off in the loss, gradient
     # cosine 0.96; Winograd F(3×3) 2.2 %, 0.86, F(2×2) 2.9 %, 0.93); a wiring mistake would be
@@ -154,17 +188,23 @@ def test_the_objective_runs_winograd_in_bfloat16_on_the_same_objective(
     assert cosine(results["winograd"][1], gradient) > 0.75
 
 
+@pytest.mark.parametrize("tile", winograd.TILES)
 def test_with_trained_features_winograd_is_as_close_to_float32_as_direct_bfloat16(
-    ops: Any, monkeypatch: pytest.MonkeyPatch
+    ops: Any, monkeypatch: pytest.MonkeyPatch, tile: int
 ) -> None:
     weights = str(shared_file("models", "vgg19_vgg16features_notop.weights.h5"))
-    results = loss_and_gradients(weights, monkeypatch)
+    results = loss_and_gradients(weights, monkeypatch, tile)
     loss, gradient = results["float32"]
     # Measured: direct 0.25 % off in the loss and cosine 0.9987, Winograd F(3×3) 0.38 % and
     # 0.9977 (F(2×2): 0.29 %, 0.9986).
     for name in ("direct", "winograd"):
         assert results[name][0] == pytest.approx(loss, rel=1e-2)
         assert cosine(results[name][1], gradient) > 0.995
+
+
+def test_the_tile_follows_the_pictures_size() -> None:
+    assert winograd.tile_for(384, 512) == winograd.tile_for(640, 480) == 3
+    assert winograd.tile_for(192, 256) == winograd.tile_for(511, 300) == 2
 
 
 def test_without_a_compiler_the_engine_keeps_the_direct_convolutions(
