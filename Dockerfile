@@ -33,8 +33,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     STYLEBOT_SEED_DIR=/opt/stylebot/seed
 
 # DejaVu Sans for the names on the gallery's contact sheets (bot/gallery.py; Pillow's built-in
-# font has no Cyrillic). g++ builds the engine's Winograd convolution ops (engine/winograd.py)
-# for the CPU it runs on: once at image build, again on first use if the CPU differs.
+# font has no Cyrillic). g++ builds the engine's native ops (Winograd convolutions and the
+# bfloat16 Gram matrix, engine/winograd.py) for the CPU it runs on: once at image build, again on first use if the CPU differs.
 RUN apt-get update \
  && apt-get install --yes --no-install-recommends fonts-dejavu-core g++ \
  && rm -rf /var/lib/apt/lists/*
@@ -79,7 +79,7 @@ RUN pybabel compile --domain stylebot --directory /tmp/src/bot/locale \
         python -c "import tensorflow as tf; assert tf.test.is_built_with_cuda(), 'not a CUDA build'"; \
     fi
 
-# The Winograd convolution ops, built now for this CPU into the runtime user's cache (a
+# The engine's native ops, built now for this CPU into the runtime user's cache (a
 # container on another kind of CPU builds its own on first use, with the g++ installed above).
 USER stylebot
 RUN python -c "from engine import winograd; assert winograd.load_ops() is not None"

@@ -1,16 +1,20 @@
-"""VGG19's 3×3 convolutions by Winograd's F(3×3, 3×3) in bfloat16, for CPUs with native bfloat16.
+"""VGG19's 3×3 convolutions by Winograd's F(m×m, 3×3) in bfloat16, for CPUs with native bfloat16.
 
 oneDNN's direct bfloat16 convolutions already run at this CPU's bfloat16 matrix-product rate,
 so a faster step needs fewer multiplications: F(3×3, 3×3) computes each 3×3 output tile with 25
-instead of 81, as 25 matrix products [tiles × C]·[C × K] that TensorFlow runs at that same rate
-(F(2×2, 3×3), 16 instead of 36, is kept for comparison). The tile transforms around them are
-four small C++ ops (engine/native/winograd_ops.cc), compiled on first use with g++ and the
-flags TensorFlow reports, and cached. Measured at 512×384 on a Zen 4 CPU: one loss+gradient
-evaluation takes 0.46 s with F(3×3), 0.53 s with F(2×2) and 0.76 s with direct convolutions
-(docs/ARCHITECTURE.md, "Winograd convolutions").
+instead of 81, F(2×2, 3×3) each 2×2 tile with 16 instead of 36, as (m+2)² matrix products
+[tiles × C]·[C × K] that TensorFlow runs at that same rate. F(3×3) runs for pictures from
+LARGE_TILE_MIN_SIDE px, F(2×2) below (see `tile_for`). The tile transforms around the products
+are four small C++ ops (engine/native/winograd_ops.cc), compiled on first use with g++ and the
+flags TensorFlow reports, and cached; the same library holds the style loss's bfloat16 Gram
+matrix (engine/native/gram_op.cc, see `gram_product`). Measured at 512×384 on a Zen 4 CPU: one
+loss+gradient evaluation takes 0.45 s with F(3×3), 0.53 s with F(2×2) and 0.76 s with direct
+convolutions; 0.41 s with F(3×3) and the Gram op (docs/ARCHITECTURE.md, "Winograd
+convolutions").
 
 Without a compiler, or if the build fails, `load_ops` returns None and the engine keeps the
-direct convolutions (same objective, slower step). STYLEBOT_WINOGRAD=0 turns this off.
+direct convolutions and float32 Gram matrices (same objective, slower step).
+STYLEBOT_WINOGRAD=0 turns both off.
 """
 
 from __future__ import annotations
@@ -55,7 +59,7 @@ FILTER_TRANSFORMS = {
 # bfloat16 is ~1.5× F(2×2)'s (gradient cosine to float32 0.998 against 0.9987). At 512 px that
 # costs ~5 % more evaluations to the recipe's loss for ~13 % faster ones, so F(3×3) from
 # LARGE_TILE_MIN_SIDE px on; at 256 px, where a painting runs longer into convergence, it cost
-# far more (the default 251 steps ended 2.3 % above the recipe's loss, F(2×2)'s 226 steps 1.7 %
+# far more (251 steps with it ended 2.3 % above the recipe's loss, F(2×2)'s 226 steps 1.7 %
 # under), so F(2×2) below (docs/ARCHITECTURE.md, "Winograd convolutions").
 TILES = (2, 3)
 LARGE_TILE_MIN_SIDE = 512
