@@ -181,6 +181,16 @@ class Objective:
         assert grams is not None
         return Targets(tuple(grams), tuple(content))
 
+    def warm_up(self) -> None:
+        """Trace every compiled function once on a tiny picture (each Winograd tile's too, so
+        that neither a small nor a large first job waits for a trace)."""
+        tiny = tf.constant(np.full((1, 64, 64, 3), 128.0, np.float32))
+        one, zero = tf.constant(1.0, tf.float32), tf.constant(0.0, tf.float32)
+        for key, features in self._features.items():
+            style, content = features(tiny)
+            grams = tuple(losses.gram_matrix(f) for f in style)
+            self._loss_and_grad[key](tiny, grams, content, one, one, zero)
+
     def evaluate(
         self,
         image: np.ndarray,

@@ -349,6 +349,4 @@ def warm_up(weights: str | None = None, params: StyleParams | None = None) -> No
         params.content_layers,
         mixed_precision=params.use_mixed_precision,
     )
-    tiny = np.full((64, 64, 3), 128.0, np.float32)
-    targets = objective.targets(tiny, [tiny], (1.0,))
-    objective.evaluate(tiny, targets, 1.0, 1.0, 0.0)
+    objective.warm_up()

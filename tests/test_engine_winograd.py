@@ -207,6 +207,26 @@ def test_the_tile_follows_the_pictures_size() -> None:
     assert winograd.tile_for(192, 256) == winograd.tile_for(511, 300) == 2
 
 
+def test_the_warm_up_traces_each_tiles_functions_once(
+    ops: Any, test_weights: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(winograd.ENV_SWITCH, "1")
+    objective = objective_module.Objective(
+        test_weights, STYLE_LAYERS, CONTENT_LAYERS, mixed_precision=True
+    )
+    assert objective.winograd
+    objective.warm_up()
+    compiled = [*objective._features.values(), *objective._loss_and_grad.values()]
+    assert set(objective._loss_and_grad) == set(winograd.TILES)
+    assert [f.experimental_get_tracing_count() for f in compiled] == [1] * len(compiled)
+    # A job of another size, on either side of the tiles' threshold, traces nothing new.
+    monkeypatch.setattr(winograd, "LARGE_TILE_MIN_SIDE", 60)
+    for picture in (np.full((40, 52, 3), 90.0, np.float32), np.full((48, 61, 3), 90.0, np.float32)):
+        targets = objective.targets(picture, [picture], (1.0,))
+        objective.evaluate(picture, targets, 1.0, 1.0, 0.0)
+    assert [f.experimental_get_tracing_count() for f in compiled] == [1] * len(compiled)
+
+
 def test_without_a_compiler_the_engine_keeps_the_direct_convolutions(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
