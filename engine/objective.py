@@ -61,50 +61,33 @@ class Objective:
         self.content_layers = tuple(content_layers)
         self.mixed_precision = mixed_precision
         precision = "mixed_bfloat16" if mixed_precision else "float32"
-        layers = self.style_layers + self.content_layers
-        # The extractor by Winograd tile (engine/winograd.py; 0: the Keras model's direct
-        # convolutions). In bfloat16 on a CPU the 3×3 convolutions run by Winograd where its
-        # ops build: ~0.6 of the direct convolutions' time, the same objective; the tile
-        # depends on the picture's size (winograd.tile_for).
-        self._extractors: dict[int, Any] = {0: get_extractor(weights, layers, precision)}
+        self._layers = self.style_layers + self.content_layers
+        self._keras_model = get_extractor(weights, self._layers, precision)
+        # In bfloat16 on a CPU the 3×3 convolutions run by Winograd where its ops build
+        # (engine/winograd.py): ~0.6 of the direct convolutions' time, the same objective;
+        # the tile depends on the picture's size (winograd.tile_for).
         self.winograd = False
+        self._ops: Any = None
         # FᵀF / N of bfloat16 features in float32 at the bfloat16 rate, where the native op built.
         self._gram_product: Callable[[Tensor], Tensor] | None = None
         if mixed_precision and not tf.config.list_physical_devices("GPU"):  # CPU-only ops
             from engine import winograd
 
-            ops = winograd.load_ops()
-            if ops is not None:
-                keras_model = self._extractors[0]
-                self._extractors = {
-                    tile: winograd.WinogradVGG(ops, keras_model, layers, tile)
-                    for tile in winograd.TILES
-                }
+            self._ops = winograd.load_ops()
+            if self._ops is not None:
                 self.winograd = True
-                self._gram_product = winograd.gram_product(ops)
-        image = tf.TensorSpec([1, None, None, 3], tf.float32)
-        grams = tuple(tf.TensorSpec([None, None], tf.float32) for _ in self.style_layers)
-        contents = tuple(
-            tf.TensorSpec([1, None, None, None], tf.float32) for _ in self.content_layers
-        )
-        scalar = tf.TensorSpec([], tf.float32)
-        # One compiled function per extractor, each traced on first use.
-        self._features = {
-            key: tf.function(
-                functools.partial(self._features_graph, extractor),
-                input_signature=[image],
-                autograph=False,
-            )
-            for key, extractor in self._extractors.items()
-        }
-        self._loss_and_grad = {
-            key: tf.function(
-                functools.partial(self._loss_and_grad_graph, extractor),
-                input_signature=[image, grams, contents, scalar, scalar, scalar],
-                autograph=False,
-            )
-            for key, extractor in self._extractors.items()
-        }
+                self._gram_product = winograd.gram_product(self._ops)
+        # By extractor (a Winograd tile, or 0: the Keras model's direct convolutions): the
+        # compiled features and loss-and-gradient functions, made on first use (a worker's
+        # warm-up makes them all; a command-line painting only its own size's).
+        self._compiled: dict[int, tuple[Any, Any]] = {}
+
+    def _keys(self) -> tuple[int, ...]:
+        if not self.winograd:
+            return (0,)
+        from engine import winograd
+
+        return winograd.TILES
 
     def _key(self, picture: np.ndarray) -> int:
         """Which extractor computes an (H, W, 3) picture."""
@@ -113,6 +96,33 @@ class Objective:
         from engine import winograd
 
         return winograd.tile_for(picture.shape[0], picture.shape[1])
+
+    def _functions(self, key: int) -> tuple[Any, Any]:
+        """The compiled (features, loss and gradient) functions of one extractor."""
+        if key not in self._compiled:
+            extractor = self._keras_model
+            if key:
+                from engine import winograd
+
+                extractor = winograd.WinogradVGG(self._ops, self._keras_model, self._layers, key)
+            image = tf.TensorSpec([1, None, None, 3], tf.float32)
+            grams = tuple(tf.TensorSpec([None, None], tf.float32) for _ in self.style_layers)
+            contents = tuple(
+                tf.TensorSpec([1, None, None, None], tf.float32) for _ in self.content_layers
+            )
+            scalar = tf.TensorSpec([], tf.float32)
+            features = tf.function(
+                functools.partial(self._features_graph, extractor),
+                input_signature=[image],
+                autograph=False,
+            )
+            loss_and_grad = tf.function(
+                functools.partial(self._loss_and_grad_graph, extractor),
+                input_signature=[image, grams, contents, scalar, scalar, scalar],
+                autograph=False,
+            )
+            self._compiled[key] = (features, loss_and_grad)
+        return self._compiled[key]
 
     # -- graphs ----------------------------------------------------------------------------
     def _features_graph(
@@ -166,7 +176,7 @@ class Objective:
         self, content_rgb: np.ndarray, style_rgbs: Sequence[np.ndarray], blend: Sequence[float]
     ) -> Targets:
         """Content features and the blended style Gram matrices (each style at its own size)."""
-        features = self._features[self._key(content_rgb)]  # the painting's own extractor
+        features, _ = self._functions(self._key(content_rgb))  # the painting's own extractor
         _, content = features(tf.constant(content_rgb[None], tf.float32))
         total = float(sum(blend))
         grams: list[Tensor] | None = None
@@ -186,10 +196,11 @@ class Objective:
         that neither a small nor a large first job waits for a trace)."""
         tiny = tf.constant(np.full((1, 64, 64, 3), 128.0, np.float32))
         one, zero = tf.constant(1.0, tf.float32), tf.constant(0.0, tf.float32)
-        for key, features in self._features.items():
+        for key in self._keys():
+            features, loss_and_grad = self._functions(key)
             style, content = features(tiny)
             grams = tuple(losses.gram_matrix(f) for f in style)
-            self._loss_and_grad[key](tiny, grams, content, one, one, zero)
+            loss_and_grad(tiny, grams, content, one, one, zero)
 
     def evaluate(
         self,
@@ -200,7 +211,8 @@ class Objective:
         tv_weight: float,
     ) -> tuple[LossParts, np.ndarray]:
         """Loss parts and the gradient for an HxWx3 RGB float image."""
-        total, gradient, style, content, tv = self._loss_and_grad[self._key(image)](
+        _, loss_and_grad = self._functions(self._key(image))
+        total, gradient, style, content, tv = loss_and_grad(
             tf.constant(image[None], tf.float32),
             targets.grams,
             targets.content,
