@@ -3,8 +3,9 @@
 The optimisation variable is the picture itself in RGB 0–255; VGG preprocessing (RGB→BGR,
 ImageNet means) happens inside the graph, so pixel bounds are simply [0, 255] — the same box
 as the reference's clipping to the VGG range. The compiled functions take every target as an
-argument and have unknown spatial sizes in their signatures: one trace serves all sizes and
-aspect ratios, so a warm worker never stalls to recompile for a new job.
+argument and have unknown spatial sizes in their signatures: one trace per extractor (with
+the Winograd convolutions, one per tile: engine/winograd.py) serves all sizes and aspect
+ratios, and a worker's warm-up makes them all, so a warm worker never stalls to recompile.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from engine import losses
+from engine import losses, winograd
 from engine.model import get_extractor
 
 VGG_MEANS_BGR = (103.939, 116.779, 123.68)
@@ -71,8 +72,6 @@ class Objective:
         # FᵀF / N of bfloat16 features in float32 at the bfloat16 rate, where the native op built.
         self._gram_product: Callable[[Tensor], Tensor] | None = None
         if mixed_precision and not tf.config.list_physical_devices("GPU"):  # CPU-only ops
-            from engine import winograd
-
             self._ops = winograd.load_ops()
             if self._ops is not None:
                 self.winograd = True
@@ -83,27 +82,18 @@ class Objective:
         self._compiled: dict[int, tuple[Any, Any]] = {}
 
     def _keys(self) -> tuple[int, ...]:
-        if not self.winograd:
-            return (0,)
-        from engine import winograd
-
-        return winograd.TILES
+        """Every extractor a picture may need."""
+        return winograd.TILES if self.winograd else (0,)
 
     def _key(self, picture: np.ndarray) -> int:
         """Which extractor computes an (H, W, 3) picture."""
-        if not self.winograd:
-            return 0
-        from engine import winograd
-
-        return winograd.tile_for(picture.shape[0], picture.shape[1])
+        return winograd.tile_for(picture.shape[0], picture.shape[1]) if self.winograd else 0
 
     def _functions(self, key: int) -> tuple[Any, Any]:
         """The compiled (features, loss and gradient) functions of one extractor."""
         if key not in self._compiled:
             extractor = self._keras_model
             if key:
-                from engine import winograd
-
                 extractor = winograd.WinogradVGG(self._ops, self._keras_model, self._layers, key)
             image = tf.TensorSpec([1, None, None, 3], tf.float32)
             grams = tuple(tf.TensorSpec([None, None], tf.float32) for _ in self.style_layers)
@@ -135,7 +125,7 @@ class Objective:
         self, extractor: Any, rgb: Tensor
     ) -> tuple[tuple[Tensor, ...], tuple[Tensor, ...]]:
         """Style features in the convolutions' dtype (the Gram matrix takes them as they
-        are, see losses._gram) and content features in float32."""
+        are, see losses.gram_matrix) and content features in float32."""
         if self.winograd:
             # VGG's RGB→BGR flip folded into the first layer's kernel (WinogradVGG.rgb_order).
             outputs = extractor.rgb_order(rgb - tf.constant(VGG_MEANS_BGR[::-1], rgb.dtype))
