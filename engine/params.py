@@ -48,8 +48,9 @@ OutputFormat = Literal["jpeg", "png"]
 # README, "Benchmarks"): 147 full-size L-BFGS steps from the photo reach the loss of the
 # reference's 1000 Adam steps at 512 px with direct bfloat16 convolutions, 159 with the F(3×3)
 # Winograd ones, each ~40 % cheaper (166 before the scaled start of L-BFGS and 195 before its
-# smoothing start, see engine/optimize.py). The default 160 scores 59,729 by the reference
-# scorer against the recipe's 60,120: 0.65 % under, a thin margin. Coarse-to-fine
+# smoothing start, see engine/optimize.py). The default 160 scored 59,478–60,005 by the
+# reference scorer in four runs against the recipe's 60,120: 0.2–1.1 % under, a thin margin
+# (165 would cost ~2.4 s, about the margin on the 30×). Coarse-to-fine
 # scales did not pay on this objective: a coarse result's texture statistics do not carry over
 # to the full size (an upsampled picture's Gram loss is high), and every coarse step cost more
 # than it saved. So the default is one full-size scale; `steps=(40, 160)` and the like still
