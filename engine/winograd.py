@@ -59,8 +59,8 @@ FILTER_TRANSFORMS = {
 # bfloat16 is ~1.5× F(2×2)'s (gradient cosine to float32 0.998 against 0.9987). At 512 px that
 # costs ~5 % more evaluations to the recipe's loss for ~13 % faster ones, so F(3×3) from
 # LARGE_TILE_MIN_SIDE px on; at 256 px, where a painting runs longer into convergence, it cost
-# far more (251 steps with it ended 2.3 % above the recipe's loss, F(2×2)'s 226 steps 1.7 %
-# under), so F(2×2) below (docs/ARCHITECTURE.md, "Winograd convolutions").
+# far more (251 steps with it ended 2.3 % above the recipe's loss; 226 steps with F(2×2) end
+# 0.1–0.6 % under), so F(2×2) below (docs/ARCHITECTURE.md, "Winograd convolutions").
 TILES = (2, 3)
 LARGE_TILE_MIN_SIDE = 512
 
