@@ -153,7 +153,7 @@ def gram_product(ops: Any) -> Callable[[Any], Any] | None:
     return getattr(ops, "gram_bf16", None)
 
 
-def filters(kernel: np.ndarray, tile: int = 2) -> Any:
+def filters(kernel: np.ndarray, tile: int) -> Any:
     """[3, 3, C, K] kernel → [n², C, K] bfloat16 transformed filters of F(tile, 3), n = tile + 2
     (computed in float64: in float32, or by TensorFlow's einsum, the random-weights objective
     measured 4.6 % and 6.8 % off float32 instead of 2.2 %)."""
@@ -163,7 +163,7 @@ def filters(kernel: np.ndarray, tile: int = 2) -> Any:
 
 
 def conv3x3_relu(
-    ops: Any, x: Any, transformed: Any, bias: Any, kernel: Any, direct_bias: Any, tile: int = 2
+    ops: Any, x: Any, transformed: Any, bias: Any, kernel: Any, direct_bias: Any, tile: int
 ) -> Any:
     """ReLU(3×3 'SAME' convolution of [H, W, C] bfloat16 + bias): by Winograd's F(tile, 3), the
     [n², C, K] `transformed` filters (see `filters`) and float32 `bias` fused into the output

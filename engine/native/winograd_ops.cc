@@ -115,6 +115,20 @@ void ForRows(OpKernelContext* ctx, int64_t rows, int64_t cost, Body body) {
   });
 }
 
+// Runs body(ti, tj, tile, c0, n) for every tile (ti, tj) of a th x tw grid (`tile` its index,
+// row by row) and every block [c0, c0 + n) of its C channels, the tile rows shared among
+// TensorFlow's threads; cost: rough cycles per tile row.
+template <typename Body>
+void ForTileChunks(OpKernelContext* ctx, int th, int tw, int C, int64_t cost, Body body) {
+  ForRows(ctx, th, cost, [&](int first, int last) {
+    for (int ti = first; ti < last; ++ti)
+      for (int tj = 0; tj < tw; ++tj) {
+        const int64_t tile = static_cast<int64_t>(ti) * tw + tj;
+        for (int c0 = 0; c0 < C; c0 += kChunk) body(ti, tj, tile, c0, C - c0 < kChunk ? C - c0 : kChunk);
+      }
+  });
+}
+
 // The kernels below run for m = 2 and m = 3; `tile` picks one when the op is built.
 class TiledKernel : public OpKernel {
  public:
@@ -176,35 +190,28 @@ void InputTransform(OpKernelContext* ctx, const Tensor& x, Tensor* v) {
   const uint16_t* in = reinterpret_cast<const uint16_t*>(x.flat<bfloat16>().data());
   uint16_t* out = reinterpret_cast<uint16_t*>(v->flat<bfloat16>().data());
   const int64_t plane = static_cast<int64_t>(th) * tw * C;
-  ForRows(ctx, th, static_cast<int64_t>(tw) * C * 16 * N, [&](int first, int last) {
+  ForTileChunks(ctx, th, tw, C, static_cast<int64_t>(tw) * C * 16 * N,
+                [&](int ti, int tj, int64_t tile, int c0, int n) {
     float d[N][N][kChunk], t[N][N][kChunk], u[N][kChunk];
-    for (int ti = first; ti < last; ++ti) {
-      for (int tj = 0; tj < tw; ++tj) {
-        const int64_t tile = static_cast<int64_t>(ti) * tw + tj;
-        for (int c0 = 0; c0 < C; c0 += kChunk) {
-          const int n = C - c0 < kChunk ? C - c0 : kChunk;
-          for (int r = 0; r < N; ++r) {
-            const int y = M * ti - 1 + r;
-            for (int s = 0; s < N; ++s) {
-              const int xx = M * tj - 1 + s;
-              if (y < 0 || y >= H || xx < 0 || xx >= W) {
-                for (int k = 0; k < n; ++k) d[r][s][k] = 0.f;
-              } else {
-                const uint16_t* p = in + (static_cast<int64_t>(y) * W + xx) * C + c0;
-                for (int k = 0; k < n; ++k) d[r][s][k] = load(p + k);
-              }
-            }
-          }
-          // t = B^T d: row combinations, column by column.
-          for (int s = 0; s < N; ++s) Apply(Tile<M>::BT, &d[0][s][0], N * kChunk, &t[0][s][0], N * kChunk, n);
-          for (int a = 0; a < N; ++a) {
-            Apply(Tile<M>::BT, &t[a][0][0], kChunk, &u[0][0], kChunk, n);  // v[a] = t[a] B
-            for (int b = 0; b < N; ++b) {
-              uint16_t* o = out + (a * N + b) * plane + tile * C + c0;
-              for (int k = 0; k < n; ++k) o[k] = store(u[b][k]);
-            }
-          }
+    for (int r = 0; r < N; ++r) {
+      const int y = M * ti - 1 + r;
+      for (int s = 0; s < N; ++s) {
+        const int xx = M * tj - 1 + s;
+        if (y < 0 || y >= H || xx < 0 || xx >= W) {
+          for (int k = 0; k < n; ++k) d[r][s][k] = 0.f;
+        } else {
+          const uint16_t* p = in + (static_cast<int64_t>(y) * W + xx) * C + c0;
+          for (int k = 0; k < n; ++k) d[r][s][k] = load(p + k);
         }
+      }
+    }
+    // t = B^T d: row combinations, column by column.
+    for (int s = 0; s < N; ++s) Apply(Tile<M>::BT, &d[0][s][0], N * kChunk, &t[0][s][0], N * kChunk, n);
+    for (int a = 0; a < N; ++a) {
+      Apply(Tile<M>::BT, &t[a][0][0], kChunk, &u[0][0], kChunk, n);  // v[a] = t[a] B
+      for (int b = 0; b < N; ++b) {
+        uint16_t* o = out + (a * N + b) * plane + tile * C + c0;
+        for (int k = 0; k < n; ++k) o[k] = store(u[b][k]);
       }
     }
   });
@@ -219,33 +226,26 @@ void OutputTransform(OpKernelContext* ctx, const Tensor& m, const float* bias, T
   const uint16_t* in = reinterpret_cast<const uint16_t*>(m.flat<bfloat16>().data());
   uint16_t* out = reinterpret_cast<uint16_t*>(y->flat<bfloat16>().data());
   const int64_t plane = static_cast<int64_t>(th) * tw * K;
-  ForRows(ctx, th, static_cast<int64_t>(tw) * K * 16 * N, [&](int first, int last) {
+  ForTileChunks(ctx, th, tw, K, static_cast<int64_t>(tw) * K * 16 * N,
+                [&](int ti, int tj, int64_t tile, int c0, int n) {
     float p[N][N][kChunk], s[M][N][kChunk], o[M][kChunk];
-    for (int ti = first; ti < last; ++ti) {
-      for (int tj = 0; tj < tw; ++tj) {
-        const int64_t tile = static_cast<int64_t>(ti) * tw + tj;
-        for (int c0 = 0; c0 < K; c0 += kChunk) {
-          const int n = K - c0 < kChunk ? K - c0 : kChunk;
-          for (int a = 0; a < N; ++a)
-            for (int b = 0; b < N; ++b) {
-              const uint16_t* q = in + (a * N + b) * plane + tile * K + c0;
-              for (int k = 0; k < n; ++k) p[a][b][k] = load(q + k);
-            }
-          // s = A^T p: row combinations, column by column.
-          for (int b = 0; b < N; ++b) Apply(Tile<M>::AT, &p[0][b][0], N * kChunk, &s[0][b][0], N * kChunk, n);
-          for (int r = 0; r < M; ++r) {
-            const int yy = M * ti + r;
-            if (yy >= H) break;
-            Apply(Tile<M>::AT, &s[r][0][0], kChunk, &o[0][0], kChunk, n);  // s[r] A
-            for (int q = 0; q < M; ++q) {
-              const int xx = M * tj + q;
-              if (xx >= W) break;
-              uint16_t* dst = out + (static_cast<int64_t>(yy) * W + xx) * K + c0;
-              const float* bb = bias + c0;
-              for (int k = 0; k < n; ++k) dst[k] = Relu(o[q][k] + bb[k]);
-            }
-          }
-        }
+    for (int a = 0; a < N; ++a)
+      for (int b = 0; b < N; ++b) {
+        const uint16_t* q = in + (a * N + b) * plane + tile * K + c0;
+        for (int k = 0; k < n; ++k) p[a][b][k] = load(q + k);
+      }
+    // s = A^T p: row combinations, column by column.
+    for (int b = 0; b < N; ++b) Apply(Tile<M>::AT, &p[0][b][0], N * kChunk, &s[0][b][0], N * kChunk, n);
+    for (int r = 0; r < M; ++r) {
+      const int yy = M * ti + r;
+      if (yy >= H) break;
+      Apply(Tile<M>::AT, &s[r][0][0], kChunk, &o[0][0], kChunk, n);  // s[r] A
+      for (int q = 0; q < M; ++q) {
+        const int xx = M * tj + q;
+        if (xx >= W) break;
+        uint16_t* dst = out + (static_cast<int64_t>(yy) * W + xx) * K + c0;
+        const float* bb = bias + c0;
+        for (int k = 0; k < n; ++k) dst[k] = Relu(o[q][k] + bb[k]);
       }
     }
   });
@@ -262,39 +262,32 @@ void OutputAdjoint(OpKernelContext* ctx, const Tensor& dy, const Tensor& y, Tens
   const uint16_t* mask = reinterpret_cast<const uint16_t*>(y.flat<bfloat16>().data());
   uint16_t* out = reinterpret_cast<uint16_t*>(dm->flat<bfloat16>().data());
   const int64_t plane = static_cast<int64_t>(th) * tw * K;
-  ForRows(ctx, th, static_cast<int64_t>(tw) * K * 16 * N, [&](int first, int last) {
+  ForTileChunks(ctx, th, tw, K, static_cast<int64_t>(tw) * K * 16 * N,
+                [&](int ti, int tj, int64_t tile, int c0, int n) {
     float g[M][M][kChunk], t[N][M][kChunk], u[N][kChunk];
-    for (int ti = first; ti < last; ++ti) {
-      for (int tj = 0; tj < tw; ++tj) {
-        const int64_t tile = static_cast<int64_t>(ti) * tw + tj;
-        for (int c0 = 0; c0 < K; c0 += kChunk) {
-          const int n = K - c0 < kChunk ? K - c0 : kChunk;
-          for (int r = 0; r < M; ++r)
-            for (int q = 0; q < M; ++q) {
-              const int yy = M * ti + r, xx = M * tj + q;
-              if (yy >= H || xx >= W) {
-                for (int k = 0; k < n; ++k) g[r][q][k] = 0.f;
-              } else {
-                const int64_t at = (static_cast<int64_t>(yy) * W + xx) * K + c0;
-                // The ReLU's gradient: nothing flows back where the output was clipped to 0
-                // (bit arithmetic rather than a branch, so that the loop vectorises).
-                for (int k = 0; k < n; ++k) {
-                  const uint32_t keep = mask[at + k] != 0 ? 0xFFFFu : 0u;
-                  const uint16_t bits = static_cast<uint16_t>(in[at + k] & keep);
-                  g[r][q][k] = load(&bits);
-                }
-              }
-            }
-          // t = A g: row combinations, column by column; then dm[a] = t[a] A^T.
-          for (int q = 0; q < M; ++q) Apply(A.v, &g[0][q][0], M * kChunk, &t[0][q][0], M * kChunk, n);
-          for (int a = 0; a < N; ++a) {
-            Apply(A.v, &t[a][0][0], kChunk, &u[0][0], kChunk, n);
-            for (int b = 0; b < N; ++b) {
-              uint16_t* o = out + (a * N + b) * plane + tile * K + c0;
-              for (int k = 0; k < n; ++k) o[k] = store(u[b][k]);
-            }
+    for (int r = 0; r < M; ++r)
+      for (int q = 0; q < M; ++q) {
+        const int yy = M * ti + r, xx = M * tj + q;
+        if (yy >= H || xx >= W) {
+          for (int k = 0; k < n; ++k) g[r][q][k] = 0.f;
+        } else {
+          const int64_t at = (static_cast<int64_t>(yy) * W + xx) * K + c0;
+          // The ReLU's gradient: nothing flows back where the output was clipped to 0
+          // (bit arithmetic rather than a branch, so that the loop vectorises).
+          for (int k = 0; k < n; ++k) {
+            const uint32_t keep = mask[at + k] != 0 ? 0xFFFFu : 0u;
+            const uint16_t bits = static_cast<uint16_t>(in[at + k] & keep);
+            g[r][q][k] = load(&bits);
           }
         }
+      }
+    // t = A g: row combinations, column by column; then dm[a] = t[a] A^T.
+    for (int q = 0; q < M; ++q) Apply(A.v, &g[0][q][0], M * kChunk, &t[0][q][0], M * kChunk, n);
+    for (int a = 0; a < N; ++a) {
+      Apply(A.v, &t[a][0][0], kChunk, &u[0][0], kChunk, n);
+      for (int b = 0; b < N; ++b) {
+        uint16_t* o = out + (a * N + b) * plane + tile * K + c0;
+        for (int k = 0; k < n; ++k) o[k] = store(u[b][k]);
       }
     }
   });
