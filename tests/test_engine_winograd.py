@@ -183,9 +183,9 @@ def test_the_objective_runs_winograd_in_bfloat16_on_the_same_objective(
     loss, gradient = results["float32"]
     # Random weights are bfloat16's worst case (measured: direct 0.6 % off in the loss, gradient
     # cosine 0.96; Winograd F(3×3) 2.2 %, 0.86, F(2×2) 2.9 %, 0.93); a wiring mistake would be
-    # far off (cosine near 0).
+    # far off (cosine near 0). F(2×2) keeps the bound it had before F(3×3) came.
     assert results["winograd"][0] == pytest.approx(loss, rel=6e-2)
-    assert cosine(results["winograd"][1], gradient) > 0.75
+    assert cosine(results["winograd"][1], gradient) > {2: 0.85, 3: 0.75}[tile]
 
 
 @pytest.mark.parametrize("tile", winograd.TILES)
